@@ -1,0 +1,225 @@
+"""Run configuration: named profiles and the ``RobustConfig`` resolved once per session.
+
+Torch-free: the plugin parses and validates options with this module at start-up without
+importing torch. Precedence: marker kwargs > command line > ini > profile default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from pytest_robust.errors import RobustConfigError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttackBudgets:
+    """Budgets of the three evaluation attacks for one profile."""
+
+    pgd_steps: int
+    pgd_rel_step_size: float
+    pgd_restarts: int
+    apgd_steps: int
+    apgd_restarts: int
+    square_queries: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profile:
+    """A named set of defaults: samples per evaluation, image size, attack budgets.
+
+    ``paper`` is the reference study's recipe (Table IV) for GPUs; ``ci`` fits a 2-core CPU in
+    CI time; ``smoke`` runs in seconds, for tests. Every result records the profile it ran under.
+    """
+
+    name: str
+    description: str
+    n_eval: int | None
+    image_size: int
+    batch_size: int
+    budgets: AttackBudgets
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {
+        "smoke": Profile(
+            name="smoke",
+            description="seconds, for tests: tiny attack budgets, 64 samples",
+            n_eval=64,
+            image_size=32,
+            batch_size=64,
+            budgets=AttackBudgets(
+                pgd_steps=10, pgd_rel_step_size=0.25, pgd_restarts=1,
+                apgd_steps=10, apgd_restarts=1, square_queries=50,
+            ),
+        ),
+        "ci": Profile(
+            name="ci",
+            description="a 2-core CPU in CI time: PGD-20 as in the study, AutoAttack scaled down",
+            n_eval=256,
+            image_size=32,
+            batch_size=128,
+            budgets=AttackBudgets(
+                pgd_steps=20, pgd_rel_step_size=0.5, pgd_restarts=1,
+                apgd_steps=25, apgd_restarts=1, square_queries=250,
+            ),
+        ),
+        "paper": Profile(
+            name="paper",
+            description=(
+                "the reference study's evaluation (Table IV): all samples, 224 px, PGD-20 step "
+                "eps/2, AutoAttack APGD-CE (100 steps, 5 restarts) + Square (5000 queries)"
+            ),
+            n_eval=None,
+            image_size=224,
+            batch_size=32,
+            budgets=AttackBudgets(
+                pgd_steps=20, pgd_rel_step_size=0.5, pgd_restarts=1,
+                apgd_steps=100, apgd_restarts=5, square_queries=5000,
+            ),
+        ),
+    }
+)
+
+DEFAULT_PROFILE = "ci"
+DEFAULT_SEED = 0
+
+
+def default_cache_dir() -> Path:
+    """Where trained checkpoints live: ``$PYTEST_ROBUST_CACHE_DIR`` or the user cache folder.
+
+    Deliberately outside pytest's own cache, so ``--cache-clear`` does not destroy trained models.
+    """
+    env = os.environ.get("PYTEST_ROBUST_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("pytest-robust"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RobustConfig:
+    """Everything a robustness test needs to know about the run, resolved once."""
+
+    profile: Profile
+    device: str = "auto"
+    seed: int = DEFAULT_SEED
+    n: int | None = None
+    data: Path | None = None
+    cache_dir: Path | None = None
+    retrain: bool = False
+    threads: int | None = None
+
+    @property
+    def n_eval(self) -> int | None:
+        """Samples per evaluation: ``--robust-n`` when given, else the profile's."""
+        return self.n if self.n is not None else self.profile.n_eval
+
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else default_cache_dir()
+
+    def with_overrides(self, **kwargs: Any) -> RobustConfig:
+        """A copy with marker overrides applied (``n``, ``seed``, ``profile``, ``device``)."""
+        allowed = {"n", "seed", "profile", "device"}
+        unknown = set(kwargs) - allowed
+        if unknown:
+            raise RobustConfigError(
+                f"unknown robust marker argument(s) {sorted(unknown)}; valid: {sorted(allowed)}"
+            )
+        values: dict[str, Any] = {}
+        if "n" in kwargs:
+            values["n"] = parse_n(str(kwargs["n"]))
+        if "seed" in kwargs:
+            values["seed"] = parse_seed(str(kwargs["seed"]))
+        if "profile" in kwargs:
+            values["profile"] = parse_profile(str(kwargs["profile"]))
+        if "device" in kwargs:
+            values["device"] = parse_device(str(kwargs["device"]))
+        return replace(self, **values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile.name,
+            "device": self.device,
+            "seed": self.seed,
+            "n": self.n_eval,
+            "data": str(self.data) if self.data is not None else None,
+        }
+
+
+# --- option parsers: argparse ``type=`` functions (ArgumentTypeError on bad input) -------------
+
+
+def _fail(message: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(message)
+
+
+def parse_profile(text: str) -> Profile:
+    key = text.strip().lower()
+    if key not in PROFILES:
+        raise _fail(f"unknown profile {text!r}; valid profiles: {', '.join(PROFILES)}")
+    return PROFILES[key]
+
+
+def parse_device(text: str) -> str:
+    value = text.strip().lower()
+    head, _, index = value.partition(":")
+    if head in {"auto", "cpu", "mps"} and not index:
+        return value
+    if head == "cuda" and (not index or index.isdigit()):
+        return value
+    raise _fail(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def parse_seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise _fail(f"seed must be an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise _fail(f"seed must be in [0, 2**63), got {value}")
+    return value
+
+
+def parse_n(text: str) -> int | None:
+    """A positive sample count, or ``all`` for the whole data set."""
+    if text.strip().lower() in {"all", "none", "0"}:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise _fail(f"number of samples must be a positive integer or 'all', got {text!r}") from None
+    if value < 0:
+        raise _fail(f"number of samples must be positive, got {value}")
+    return value
+
+
+def parse_threads(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise _fail(f"threads must be a positive integer or 'auto', got {text!r}") from None
+    if value < 1:
+        raise _fail(f"threads must be >= 1, got {value}")
+    return value
+
+
+def parse_path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def parse_data(text: str) -> Path | None:
+    """A data folder, or ``synthetic`` for the embedded default."""
+    if text.strip().lower() in {"", "synthetic"}:
+        return None
+    return parse_path(text)

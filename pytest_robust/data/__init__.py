@@ -1,0 +1,1 @@
+"""Data sets: the embedded synthetic dermoscopy generator and image-folder loaders."""

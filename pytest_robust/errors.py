@@ -1,0 +1,36 @@
+"""Typed exceptions raised by pytest-robust.
+
+Every error a user can trigger with bad input is one of these, with a message that says what was
+wrong and how to fix it. They subclass the builtin that fits (``ValueError`` for a bad value) so
+callers can catch them either way. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+
+class RobustError(Exception):
+    """Base class of every error pytest-robust raises on purpose."""
+
+
+class RobustConfigError(RobustError, ValueError):
+    """A parameter (eps, min_acc, norm, attack name, profile, ...) has an invalid value."""
+
+
+class RobustModelError(RobustError, ValueError):
+    """The model misbehaves: wrong output shape, NaN/inf logits, ..."""
+
+
+class RobustDataError(RobustError, ValueError):
+    """The data set is empty, out of range, unreadable or inconsistent."""
+
+
+class PerturbationError(RobustError, AssertionError):
+    """An attack returned an adversarial input outside the threat model.
+
+    This is a bug in the attack (or a hostile model), never a robustness result: the evaluation
+    stops rather than report a number that was measured outside the eps-ball.
+    """
+
+
+class AttackUnavailableError(RobustError, ImportError):
+    """An attack needs an optional package that is not installed."""

@@ -1,0 +1,135 @@
+"""Model utilities: normalisation inside the model, the small default CNN, eval mode, devices."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from pytest_robust.errors import RobustConfigError
+
+#: ImageNet statistics, the usual normalisation of timm models.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, as a module so it travels with the model."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise RobustConfigError(f"bad normalisation: mean={mean}, std={std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class NormalizedModel(nn.Module):
+    """Wrap a network that expects normalised input so that it takes pixels in [0, 1].
+
+    Attacks and eps budgets live in pixel space; normalisation is part of the model.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(self.normalize(x))
+        return out
+
+
+class SmallCNN(nn.Module):
+    """A small convolutional classifier: the quick-start model (trains in seconds on a CPU)."""
+
+    def __init__(self, num_classes: int = 2, width: int = 16, in_channels: int = 3) -> None:
+        super().__init__()
+        w = width
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
+
+        self.features = nn.Sequential(
+            block(in_channels, w), block(w, 2 * w), block(2 * w, 4 * w), block(4 * w, 8 * w)
+        )
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.features(x))
+        return out
+
+
+def small_cnn(num_classes: int = 2, width: int = 16) -> NormalizedModel:
+    """The quick-start model: :class:`SmallCNN` behind a [0, 1] → standardised input layer."""
+    return NormalizedModel(SmallCNN(num_classes, width), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode for the block, then restore each one's previous mode."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; anything else must be a device torch knows."""
+    if isinstance(spec, torch.device):
+        return spec
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise RobustConfigError(
+            f"unknown device {spec!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RobustConfigError(
+            f"device {spec!r} requested but CUDA is not available here; use --robust-device=auto or cpu"
+        )
+    return device
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the model's state (names, shapes, dtypes and values), for manifests."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a parameter-less model)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
