@@ -13,7 +13,7 @@ TOLERANCE = 1e-6
 
 def lp_norms(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
     """Per-sample norm of a batch of perturbations."""
-    flat = delta.reshape(delta.shape[0], -1)
+    flat = delta.flatten(1)
     if norm is Norm.LINF:
         return flat.abs().amax(dim=1)
     return flat.norm(p=2, dim=1)
@@ -43,7 +43,9 @@ def check_perturbation(
         raise PerturbationError(
             f"{attack} returned inputs of shape {tuple(x_adv.shape)}, expected {tuple(x.shape)}"
         )
-    finite = torch.isfinite(x_adv).reshape(x_adv.shape[0], -1).all(dim=1)
+    if x_adv.shape[0] == 0:
+        return
+    finite = torch.isfinite(x_adv).flatten(1).all(dim=1)
     if not bool(finite.all()):
         bad = (~finite).nonzero().flatten().tolist()[:10]
         raise PerturbationError(f"{attack} produced non-finite inputs (samples {bad})")

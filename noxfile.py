@@ -1,0 +1,54 @@
+"""Development sessions. Dependencies come from pyproject.toml's extras, nowhere else.
+
+    nox -s tests       # the project's tests
+    nox -s suites      # the quick-start acceptance suite on the synthetic default
+    nox -s lint        # ruff
+    nox -s typecheck   # mypy --strict
+    nox -s bench       # benchmarks (pytest-benchmark), numbers go to BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the project's tests (pass extra pytest arguments after --)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def suites(session: nox.Session) -> None:
+    """Run the acceptance suites on the embedded synthetic data (or --robust-data PATH)."""
+    session.install("-e", ".")
+    session.run("pytest", "suites/", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: attack and training throughput (see BENCHMARKS.md)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "benchmarks/", "--benchmark-only", "--benchmark-columns=min,mean,max,rounds",
+        "-p", "no:cacheprovider", *session.posargs,
+    )

@@ -1,0 +1,53 @@
+"""Attacks: the :class:`Attack` protocol, FGSM, PGD and the AutoAttack adapter, and a registry.
+
+The registry maps names to factories. It is immutable; :func:`make_attack` builds an attack from a
+name and budget keyword arguments, and rejects unknown names with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from pytest_robust.attacks.autoattack import AutoAttack
+from pytest_robust.attacks.base import Attack
+from pytest_robust.attacks.gradient import FGSM, PGD
+from pytest_robust.errors import RobustConfigError
+
+__all__ = ["ATTACKS", "FGSM", "PGD", "Attack", "AutoAttack", "coerce_attack", "make_attack"]
+
+ATTACKS: Mapping[str, Callable[..., Attack]] = MappingProxyType(
+    {"fgsm": FGSM, "pgd": PGD, "autoattack": AutoAttack}
+)
+ALIASES: Mapping[str, str] = MappingProxyType({"aa": "autoattack", "auto-attack": "autoattack"})
+
+
+def canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in ATTACKS:
+        valid = ", ".join(sorted([*ATTACKS, *ALIASES]))
+        raise RobustConfigError(f"unknown attack {name!r}; valid attacks: {valid}")
+    return key
+
+
+def make_attack(name: str, **budget: Any) -> Attack:
+    """Build an attack by name (``fgsm``, ``pgd``, ``autoattack``/``aa``) with its budget."""
+    factory = ATTACKS[canonical_name(name)]
+    try:
+        return factory(**budget)
+    except TypeError as exc:
+        raise RobustConfigError(f"bad budget for attack {name!r}: {exc}") from exc
+
+
+def coerce_attack(attack: Attack | str) -> Attack:
+    """Accept an attack object or a name (built with default budgets)."""
+    if isinstance(attack, str):
+        return make_attack(attack)
+    if not isinstance(attack, Attack):
+        raise RobustConfigError(
+            f"expected an attack (e.g. the pgd fixture, pytest_robust.attacks.PGD(), or a name "
+            f"such as 'pgd'), got {type(attack).__name__}"
+        )
+    return attack

@@ -1,0 +1,299 @@
+"""AutoAttack (Croce & Hein, ICML 2020) as an :class:`~pytest_robust.attacks.base.Attack`.
+
+A thin adapter over the ``pyautoattack`` package (preferred) or upstream ``autoattack``
+(``pip install git+https://github.com/fra31/auto-attack``); both are imported lazily, inside
+:meth:`AutoAttack.perturb`. The adapter chooses sub-attacks that are valid for the model's class
+count (AutoAttack's DLR losses need 3 or 4 classes and otherwise crash mid-run, auto-attack issue
+#76), sets the budgets on the library's sub-attack objects, and shields the caller from the
+library's side effects: it reseeds the global torch RNG, calls ``sys.settrace(None)`` (which
+switches off coverage tools and debuggers), prints, logs and warns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytest_robust.attacks.base import seed_from
+from pytest_robust.errors import AttackUnavailableError, RobustConfigError, RobustModelError
+from pytest_robust.threat import ThreatModel
+
+_LOG = logging.getLogger(__name__)
+_LIBRARY_LOGGER = "auto-attack"  # the logger pyautoattack writes to
+
+BACKENDS = ("auto", "pyautoattack", "autoattack")
+#: Sub-attack → the fewest classes it works with. The untargeted DLR loss divides by the gap
+#: between the largest and the 3rd-largest logit; the targeted one averages the 3rd- and
+#: 4th-largest. CE, Square's margin loss and FAB need only a runner-up class (FAB-T then has a
+#: single target class).
+MIN_CLASSES = {"apgd-ce": 2, "apgd-dlr": 3, "apgd-t": 4, "fab": 2, "fab-t": 2, "square": 2}
+_WHY = {
+    "apgd-dlr": "its DLR loss uses the 3rd-largest logit",
+    "apgd-t": "its targeted DLR loss uses the 3rd- and 4th-largest logits",
+}
+_LABEL = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab": "FAB",
+          "fab-t": "FAB-T", "square": "Square"}
+_INSTALL_HINT = "pip install pyautoattack"
+
+
+def auto_attacks(n_classes: int) -> tuple[str, ...]:
+    """The sub-attacks run when ``attacks`` is ``None``.
+
+    * 2 classes: APGD-CE + Square, the reference study's choice (no DLR loss exists for 2 classes).
+    * 3 classes: the standard version with APGD-T (needs 4 classes) replaced by untargeted
+      APGD-DLR, the same scale-invariant margin loss without a target; FAB-T runs with its 2
+      possible targets. This is the only valid set that keeps a gradient attack on a loss other
+      than CE, which is what guards against CE's gradient masking on overconfident models.
+    * 4+ classes: the standard version, APGD-CE + APGD-T + FAB-T + Square.
+    """
+    if n_classes < 2:
+        raise RobustModelError(f"AutoAttack needs a classifier with >= 2 classes, got {n_classes}")
+    if n_classes == 2:
+        return ("apgd-ce", "square")
+    if n_classes == 3:
+        return ("apgd-ce", "apgd-dlr", "fab-t", "square")
+    return ("apgd-ce", "apgd-t", "fab-t", "square")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one call runs: the resolved sub-attacks and library arguments."""
+
+    attacks: tuple[str, ...]
+    n_target_classes: int
+    norm: str
+    eps: float
+    seed: int
+    device: torch.device
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutoAttack:
+    """AutoAttack with the published budgets (standard version: APGD 100 steps, 1 restart;
+    Square 5000 queries; FAB-T 1 restart; up to 9 target classes).
+
+    ``attacks=None`` picks the sub-attacks from the class count (:func:`auto_attacks`); explicit
+    names are checked against :data:`MIN_CLASSES`. ``apgd_steps`` and ``apgd_restarts`` apply to
+    APGD-CE, APGD-DLR and APGD-T; ``fab_restarts`` to untargeted FAB (the library always runs
+    FAB-T with one restart per target class).
+    """
+
+    attacks: tuple[str, ...] | None = None
+    backend: str = "auto"
+    apgd_steps: int = 100
+    apgd_restarts: int = 1
+    square_queries: int = 5000
+    fab_restarts: int = 1
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        for field in ("apgd_steps", "apgd_restarts", "square_queries", "fab_restarts", "batch_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RobustConfigError(f"AutoAttack {field} must be an integer >= 1, got {value!r}")
+        if self.backend not in BACKENDS:
+            raise RobustConfigError(
+                f"unknown AutoAttack backend {self.backend!r}; valid: {', '.join(BACKENDS)}"
+            )
+        if self.attacks is not None:
+            names = (self.attacks,) if isinstance(self.attacks, str) else tuple(self.attacks)
+            names = tuple(str(n).strip().lower() for n in names)
+            if not names:
+                raise RobustConfigError("AutoAttack attacks must not be empty (use None for auto)")
+            for n in names:
+                if n not in MIN_CLASSES:
+                    raise RobustConfigError(
+                        f"unknown AutoAttack sub-attack {n!r}; valid: {', '.join(MIN_CLASSES)}"
+                    )
+            if len(set(names)) != len(names):
+                raise RobustConfigError(f"AutoAttack attacks list a sub-attack twice: {names}")
+            object.__setattr__(self, "attacks", names)
+
+    @property
+    def name(self) -> str:
+        return "autoattack"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "attacks": list(self.attacks) if self.attacks is not None else "auto",
+            "apgd_steps": self.apgd_steps,
+            "apgd_restarts": self.apgd_restarts,
+            "square_queries": self.square_queries,
+            "fab_restarts": self.fab_restarts,
+            "batch_size": self.batch_size,
+        }
+
+    def _part(self, attack: str) -> str:
+        if attack.startswith("apgd"):
+            s = "" if self.apgd_restarts == 1 else "s"
+            return f"{_LABEL[attack]} {self.apgd_steps} steps x{self.apgd_restarts} restart{s}"
+        if attack == "fab":
+            return f"FAB x{self.fab_restarts} restart{'' if self.fab_restarts == 1 else 's'}"
+        return f"Square {self.square_queries} queries" if attack == "square" else _LABEL[attack]
+
+    def describe(self) -> str:
+        if self.attacks is not None:
+            return f"AutoAttack({' + '.join(self._part(a) for a in self.attacks)})"
+        sets = "; ".join(
+            f"{'+'.join(_LABEL[a] for a in auto_attacks(n))} for {label}"
+            for n, label in ((2, "2 classes"), (3, "3"), (4, ">=4"))
+        )
+        return (f"AutoAttack(auto: {sets}; {self._part('apgd-ce').removeprefix('APGD-CE ')} per "
+                f"APGD, {self._part('square')})")
+
+    def plan(self, n_classes: int, threat: ThreatModel, seed: int, device: torch.device) -> _Plan:
+        """Resolve the sub-attacks for ``n_classes``; raise RobustConfigError if one is invalid."""
+        default = auto_attacks(n_classes)  # raises RobustModelError below 2 classes
+        attacks = default if self.attacks is None else self.attacks
+        for a in attacks:
+            if n_classes < MIN_CLASSES[a]:
+                raise RobustConfigError(
+                    f"{a} needs >= {MIN_CLASSES[a]} classes ({_WHY[a]}), but the model has "
+                    f"{n_classes}; it would crash inside AutoAttack. Valid for {n_classes} classes: "
+                    f"{', '.join(k for k, v in MIN_CLASSES.items() if v <= n_classes)}"
+                )
+        return _Plan(attacks, min(9, n_classes - 1), threat.norm.value, threat.eps, seed, device)
+
+    def configure(self, adversary: Any, plan: _Plan) -> None:
+        """Set the budgets on the library's sub-attack objects (after construction)."""
+        for apgd in (adversary.apgd, adversary.apgd_targeted):
+            apgd.n_iter = self.apgd_steps
+            apgd.n_restarts = self.apgd_restarts
+            # pyautoattack derives APGD's step-size checkpoints from n_iter in __init__ only
+            # (upstream does it per run): recompute them, or a changed n_iter keeps the schedule
+            # of 100 steps (with fewer than 22 steps the step size would never be halved).
+            apgd.n_iter_orig = self.apgd_steps
+            apgd.n_iter_2 = max(int(0.22 * self.apgd_steps), 1)
+            apgd.n_iter_min = max(int(0.06 * self.apgd_steps), 1)
+            apgd.size_decr = max(int(0.03 * self.apgd_steps), 1)
+        adversary.apgd_targeted.n_target_classes = plan.n_target_classes
+        adversary.fab.n_restarts = self.fab_restarts
+        adversary.fab.n_target_classes = plan.n_target_classes
+        adversary.square.n_queries = self.square_queries
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        *,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        if x.shape[0] == 0:
+            return x.detach().clone()
+        with torch.no_grad():
+            out = model(x[:1])
+        if out.dim() != 2:
+            raise RobustModelError(f"AutoAttack needs (batch, classes) logits, got {tuple(out.shape)}")
+        plan = self.plan(int(out.shape[1]), threat, seed_from(generator), x.device)
+        if threat.eps == 0:
+            return x.detach().clone()
+        backend, module = _import_backend(self.backend)
+        run = _run_pyautoattack if backend == "pyautoattack" else _run_upstream
+        _LOG.debug("AutoAttack via %s: %s at %s", backend, ", ".join(plan.attacks), threat.describe())
+        with _shielded(x.device):
+            x_adv = run(module, self, model, x.detach(), y.detach(), plan)
+        return x_adv.detach().to(device=x.device, dtype=x.dtype)
+
+
+def _run_pyautoattack(module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor,
+                      y: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """pyautoattack >= 0.2: keyword-only constructor, returns ``(x_adv, y_adv)``."""
+    adversary = module.AutoAttack(model, attacks=list(plan.attacks), device=plan.device,
+                                  eps=plan.eps, norm=plan.norm, seed=plan.seed, version="custom")
+    attack.configure(adversary, plan)
+    return _first(adversary.run_standard_evaluation(x, y, batch_size=attack.batch_size))
+
+
+def _run_upstream(module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor,
+                  y: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """Upstream fra31/auto-attack: ``attacks_to_run``, ``bs``, returns x_adv."""
+    adversary = module.AutoAttack(model, norm=plan.norm, eps=plan.eps, seed=plan.seed, verbose=False,
+                                  attacks_to_run=list(plan.attacks), version="custom",
+                                  device=plan.device, log_path=None)
+    attack.configure(adversary, plan)
+    return _first(adversary.run_standard_evaluation(x, y, bs=attack.batch_size, return_labels=False))
+
+
+def _first(result: Any) -> torch.Tensor:
+    x_adv = result[0] if isinstance(result, tuple) else result  # (x_adv, y_adv) or x_adv
+    if not isinstance(x_adv, torch.Tensor):
+        raise TypeError(f"AutoAttack returned {type(x_adv).__name__}, expected a tensor")
+    return x_adv
+
+
+def _import_backend(requested: str) -> tuple[str, Any]:
+    """Import the requested backend (``auto``: pyautoattack, then upstream autoattack)."""
+    candidates = ("pyautoattack", "autoattack") if requested == "auto" else (requested,)
+    failures = []
+    for name in candidates:
+        try:
+            return name, importlib.import_module(name)
+        except ImportError as exc:
+            failures.append(f"{name}: {exc}")
+    hint = _INSTALL_HINT if requested != "autoattack" else (
+        "pip install git+https://github.com/fra31/auto-attack (or use backend='pyautoattack' "
+        f"after {_INSTALL_HINT})")
+    raise AttackUnavailableError(
+        f"the autoattack attack needs the AutoAttack library ({'; '.join(failures)}). "
+        f"Install it with: {hint}"
+    )
+
+
+class _ToDebug(logging.Handler):
+    """Re-log the library's records (check warnings, progress) at debug level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _LOG.debug("autoattack %s: %s", record.levelname.lower(), record.getMessage())
+
+
+@contextlib.contextmanager
+def _shielded(device: torch.device) -> Iterator[None]:
+    """Undo the library's global side effects: RNG reseeding, ``sys.settrace(None)``, output.
+
+    The global CPU RNG (and that of the CUDA device in use, or the current one once CUDA is
+    initialised) is forked; the trace function is put back (the library touches only this
+    thread's, so ``threading.settrace`` needs nothing); prints, log records and warnings become
+    debug records of this module.
+    """
+    cuda = {device.index if device.index is not None else torch.cuda.current_device()} \
+        if device.type == "cuda" else set()
+    if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        cuda.add(torch.cuda.current_device())
+    tracer = sys.gettrace()
+    library_log = logging.getLogger(_LIBRARY_LOGGER)
+    handler, propagate = _ToDebug(), library_log.propagate
+    library_log.addHandler(handler)
+    library_log.propagate = False
+    stdout, stderr = io.StringIO(), io.StringIO()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with (torch.random.fork_rng(devices=sorted(cuda)), warnings.catch_warnings(record=True) as w,
+              contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr)):
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                caught = list(w)
+    finally:
+        sys.settrace(tracer)
+        library_log.removeHandler(handler)
+        library_log.propagate = propagate
+        for message in caught:
+            _LOG.debug("autoattack warning: %s", message.message)
+        for text in (stdout.getvalue(), stderr.getvalue()):
+            if text.strip():
+                _LOG.debug("autoattack output:\n%s", text.rstrip())

@@ -1,0 +1,143 @@
+"""Content-addressed checkpoint store: spec hash → safetensors weights + JSON metadata.
+
+Layout: ``<root>/checkpoints/<key[:2]>/<key>/{model.safetensors, meta.json}``. The key is the
+SHA-256 of the canonical JSON of the spec (architecture, recipe, hyper-parameters, data
+fingerprint, seed) plus the library versions that affect numerics. Writes go to a temporary file
+and are published with ``os.replace``; a file lock per key makes concurrent workers (pytest-xdist)
+train a model once; an entry whose weights fail their hash check is rebuilt, never loaded.
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "model.safetensors"
+META = "meta.json"
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """The cache key of a spec: SHA-256 of its canonical JSON plus numerics-relevant versions."""
+    full = {"spec": spec, "versions": {"torch": torch.__version__.split("+")[0]}}
+    return hashlib.sha256(canonical_json(full).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class CachedModel:
+    model: nn.Module
+    key: str
+    meta: dict[str, Any]
+    hit: bool
+
+
+class CheckpointCache:
+    """A folder of trained checkpoints addressed by spec hash."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def entry(self, key: str) -> Path:
+        return self.root / "checkpoints" / key[:2] / key
+
+    def load(self, key: str, model: nn.Module) -> dict[str, Any] | None:
+        """Load weights into ``model`` when a valid entry exists; None on a miss or bad entry."""
+        from safetensors.torch import load_file
+
+        folder = self.entry(key)
+        meta_path, weights = folder / META, folder / WEIGHTS
+        if not (meta_path.is_file() and weights.is_file()):
+            return None
+        try:
+            meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("checkpoint %s: unreadable metadata, rebuilding", key[:12])
+            return None
+        if meta.get("weights_sha256") != file_sha256(weights):
+            log.warning("checkpoint %s: weights fail their hash check, rebuilding", key[:12])
+            return None
+        try:
+            state = load_file(str(weights))
+            model.load_state_dict(state, strict=True)
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("checkpoint %s: cannot be loaded (%s), rebuilding", key[:12], exc)
+            return None
+        return meta
+
+    def store(self, key: str, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+        from safetensors.torch import save
+
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        payload = save(state)
+        folder = self.entry(key)
+        _atomic_write_bytes(folder / WEIGHTS, payload)
+        full = {**meta, "key": key, "weights_sha256": hashlib.sha256(payload).hexdigest()}
+        _atomic_write_bytes(folder / META, json.dumps(full, indent=2, sort_keys=True).encode())
+        return full
+
+    def get_or_build(
+        self,
+        spec: dict[str, Any],
+        make: Callable[[], nn.Module],
+        fit: Callable[[nn.Module], dict[str, Any]],
+        *,
+        force: bool = False,
+    ) -> CachedModel:
+        """Return the cached model for ``spec``, training it with ``fit`` on a miss.
+
+        ``make`` builds an untrained model (the architecture); ``fit`` trains it in place and
+        returns metadata to store (training curve, timings). ``force`` retrains regardless.
+        """
+        from filelock import FileLock
+
+        key = spec_key(spec)
+        folder = self.entry(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder / ".lock")):
+            model = make()
+            if not force:
+                meta = self.load(key, model)
+                if meta is not None:
+                    return CachedModel(model, key, meta, hit=True)
+            log.info("checkpoint %s: training %s", key[:12], spec.get("name", ""))
+            info = fit(model)
+            meta = self.store(key, model, {"spec": spec, "train": info})
+            return CachedModel(model, key, meta, hit=False)

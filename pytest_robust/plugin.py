@@ -1,0 +1,349 @@
+"""The pytest plugin: ``--robust-*`` options, ini keys, the ``robust`` marker, fixtures.
+
+Thin by design: it parses options into a :class:`~pytest_robust.config.RobustConfig`, exposes
+fixtures that build attacks, data and models from it, and records every result on the test
+report as plain JSON (``user_properties``) so a reporter on the controller can read it under
+pytest-xdist. This module imports only pytest and the standard library at import time; torch is
+imported when a fixture first needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_robust import config as cfg
+from pytest_robust.errors import RobustError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pytest_robust.attacks import Attack
+    from pytest_robust.data.dataset import ImageDataset
+    from pytest_robust.gate import RobustResult
+
+CONFIG_KEY = pytest.StashKey["cfg.RobustConfig"]()
+
+#: ``user_properties`` name under which each result's JSON is recorded.
+PROPERTY = "pytest_robust.result"
+
+# option name, ini name, parser, default (None: the profile's), help
+_OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
+    ("--robust-profile", "robust_profile", cfg.parse_profile, cfg.DEFAULT_PROFILE,
+     "profile of defaults: " + "; ".join(f"{p.name}: {p.description}" for p in cfg.PROFILES.values())
+     + f" (default: {cfg.DEFAULT_PROFILE})"),
+    ("--robust-device", "robust_device", cfg.parse_device, "auto",
+     "device for models and attacks: auto (CUDA when present, else CPU), cpu, cuda, cuda:N (default: auto)"),
+    ("--robust-seed", "robust_seed", cfg.parse_seed, str(cfg.DEFAULT_SEED),
+     f"seed of data generation, attacks and training (default: {cfg.DEFAULT_SEED})"),
+    ("--robust-n", "robust_n", cfg.parse_n, None,
+     "samples per evaluation, or 'all' (default: the profile's)"),
+    ("--robust-data", "robust_data", cfg.parse_data, None,
+     "image folder in ImageFolder layout (class folders, optionally under train/ and test/); "
+     "default: the embedded synthetic dermoscopy set"),
+    ("--robust-cache-dir", "robust_cache_dir", cfg.parse_path, None,
+     "where trained checkpoints are cached (default: $PYTEST_ROBUST_CACHE_DIR or the user cache "
+     "folder; outside .pytest_cache so --cache-clear keeps them)"),
+    ("--robust-threads", "robust_threads", cfg.parse_threads, "auto",
+     "torch CPU threads per process; auto: all cores, divided among pytest-xdist workers"),
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("robust", "robustness testing (pytest-robust)")
+    for flag, ini, parse, _default, text in _OPTIONS:
+        group.addoption(flag, dest=ini, type=parse, default=None, metavar="VALUE", help=text)
+        parser.addini(ini, f"default for {flag}", default=None)
+    group.addoption(
+        "--robust-retrain", dest="robust_retrain", action="store_true", default=False,
+        help="retrain cached models instead of loading them",
+    )
+
+
+def _resolve(config: pytest.Config, flag: str, ini: str, parse: Callable[[str], Any],
+             default: str | None) -> Any:
+    value = config.getoption(ini)
+    if value is not None:
+        return value
+    raw = config.getini(ini)
+    if raw not in (None, "", []):
+        try:
+            parsed = parse(str(raw))
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(f"ini option {ini} = {raw!r}: {exc}") from None
+        if isinstance(parsed, Path) and not parsed.is_absolute():
+            parsed = config.rootpath / parsed  # ini paths are relative to the rootdir
+        return parsed
+    return parse(default) if default is not None else None
+
+
+def resolve_config(config: pytest.Config) -> cfg.RobustConfig:
+    values = {ini: _resolve(config, flag, ini, parse, default) for flag, ini, parse, default, _ in _OPTIONS}
+    data = values["robust_data"]
+    if data is not None and not data.exists():
+        raise pytest.UsageError(
+            f"--robust-data {data}: no such folder. Pass an image folder (class sub-folders, "
+            "optionally under train/ and test/) or 'synthetic' for the embedded default"
+        )
+    threads = values["robust_threads"]
+    workerinput = getattr(config, "workerinput", None)
+    if threads is None and workerinput is not None:
+        workers = int(workerinput.get("workercount", 1))
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    return cfg.RobustConfig(
+        profile=values["robust_profile"],
+        device=values["robust_device"],
+        seed=values["robust_seed"],
+        n=values["robust_n"],
+        data=data,
+        cache_dir=values["robust_cache_dir"],
+        retrain=bool(config.getoption("robust_retrain")),
+        threads=threads,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "robust(n=None, seed=None, profile=None, device=None): override pytest-robust settings "
+        "for one test",
+    )
+    config.stash[CONFIG_KEY] = resolve_config(config)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    rc = config.stash[CONFIG_KEY]
+    data = str(rc.data) if rc.data is not None else "synthetic (embedded generator; not real patient data)"
+    return [
+        f"robust: profile={rc.profile.name}, device={rc.device}, seed={rc.seed}, "
+        f"n={rc.n_eval if rc.n_eval is not None else 'all'}, data={data}"
+    ]
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def robust_config(request: pytest.FixtureRequest) -> cfg.RobustConfig:
+    """The run's configuration, with this test's ``@pytest.mark.robust(...)`` overrides applied."""
+    base = request.config.stash[CONFIG_KEY]
+    marker = request.node.get_closest_marker("robust")
+    if marker is None:
+        return base
+    if marker.args:
+        pytest.fail("@pytest.mark.robust takes keyword arguments only", pytrace=False)
+    try:
+        return base.with_overrides(**marker.kwargs)
+    except (RobustError, argparse.ArgumentTypeError) as exc:
+        pytest.fail(f"@pytest.mark.robust: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def robust_device(pytestconfig: pytest.Config) -> torch.device:
+    """The torch device of this run (``--robust-device``; auto = CUDA when present)."""
+    import torch
+
+    from pytest_robust.models import resolve_device
+
+    rc = pytestconfig.stash[CONFIG_KEY]
+    if rc.threads is not None:
+        torch.set_num_threads(rc.threads)
+    try:
+        return resolve_device(rc.device)
+    except RobustError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _load_split(rc: cfg.RobustConfig, split: str) -> ImageDataset:
+    size = rc.profile.image_size
+    if rc.data is None:
+        from pytest_robust.data.synthetic import generate_synthetic
+
+        n = 2048 if split == "train" else (rc.profile.n_eval or 660)
+        return generate_synthetic(n, size=size, seed=rc.seed, split=split)
+    has_splits = (rc.data / "train").is_dir() and (rc.data / "test").is_dir()
+    if split == "train" and not has_splits:
+        raise pytest.UsageError(
+            f"{rc.data} has no train/ and test/ sub-folders, so the default model fixtures cannot "
+            "train on it; provide your own `model` fixture or a folder with both splits"
+        )
+    from pytest_robust.data.folder import load_image_folder
+
+    return load_image_folder(rc.data, size=size, split=split if has_splits else None)
+
+
+@pytest.fixture(scope="session")
+def robust_data(pytestconfig: pytest.Config, robust_device: torch.device) -> ImageDataset:
+    """The evaluation data: ``--robust-data`` (its test/ split when present) or the synthetic set."""
+    return _load_split(pytestconfig.stash[CONFIG_KEY], "test")
+
+
+@pytest.fixture(scope="session")
+def robust_train_data(pytestconfig: pytest.Config, robust_device: torch.device) -> ImageDataset:
+    """Training data for the default models: the folder's train/ split or the synthetic train set."""
+    return _load_split(pytestconfig.stash[CONFIG_KEY], "train")
+
+
+def _budgets(rc: cfg.RobustConfig) -> cfg.AttackBudgets:
+    return rc.profile.budgets
+
+
+@pytest.fixture
+def fgsm() -> Attack:
+    """FGSM (one signed-gradient step of size eps)."""
+    from pytest_robust.attacks import FGSM
+
+    return FGSM()
+
+
+@pytest.fixture
+def pgd(robust_config: cfg.RobustConfig) -> Attack:
+    """PGD with the profile's budget (ci/paper: 20 steps, step eps/2, random start)."""
+    from pytest_robust.attacks import PGD
+
+    b = _budgets(robust_config)
+    return PGD(steps=b.pgd_steps, rel_step_size=b.pgd_rel_step_size, restarts=b.pgd_restarts)
+
+
+@pytest.fixture
+def aa(robust_config: cfg.RobustConfig) -> Attack:
+    """AutoAttack (APGD-CE + Square for binary tasks) with the profile's budget."""
+    from pytest_robust.attacks import AutoAttack
+
+    b = _budgets(robust_config)
+    return AutoAttack(apgd_steps=b.apgd_steps, apgd_restarts=b.apgd_restarts, square_queries=b.square_queries)
+
+
+@pytest.fixture(scope="session")
+def robust_model_factory(
+    pytestconfig: pytest.Config, robust_train_data: ImageDataset, robust_device: torch.device
+) -> Callable[[str], nn.Module]:
+    """``factory(recipe)`` → the small quick-start CNN trained with ``standard`` or ``pgd-at``.
+
+    Trained once on the run's train data and cached in ``--robust-cache-dir``.
+    """
+    from pytest_robust.quickstart import quickstart_model
+
+    rc = pytestconfig.stash[CONFIG_KEY]
+    built: dict[str, nn.Module] = {}
+
+    def factory(recipe: str = "standard") -> nn.Module:
+        if recipe not in built:
+            try:
+                cached = quickstart_model(
+                    robust_train_data, recipe, cache_dir=rc.resolved_cache_dir(), seed=rc.seed,
+                    device=robust_device, force=rc.retrain,
+                )
+            except RobustError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            built[recipe] = cached.model
+        return built[recipe]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def model(robust_model_factory: Callable[[str], nn.Module]) -> nn.Module:
+    """A small standard-trained CNN for the quick start (override it with your own ``model``)."""
+    return robust_model_factory("standard")
+
+
+@pytest.fixture
+def assert_robust(
+    request: pytest.FixtureRequest, robust_config: cfg.RobustConfig
+) -> Callable[..., RobustResult]:
+    """:func:`pytest_robust.gate.assert_robust` bound to this test.
+
+    Defaults come from the run's configuration (data, n, device, seed, profile), and every result
+    is recorded on the test report for reporters.
+    """
+    from pytest_robust import gate
+
+    def record(result: RobustResult) -> None:
+        request.node.user_properties.append((PROPERTY, json.dumps(result.to_json())))
+
+    def bound(model: nn.Module, attack: Attack | str, **kwargs: Any) -> RobustResult:
+        __tracebackhide__ = True
+        if kwargs.get("data") is None:
+            kwargs["data"] = request.getfixturevalue("robust_data")
+        if kwargs.get("n") is None:
+            kwargs["n"] = robust_config.n_eval
+        kwargs.setdefault("device", str(request.getfixturevalue("robust_device")))
+        kwargs.setdefault("seed", robust_config.seed)
+        kwargs.setdefault("batch_size", robust_config.profile.batch_size)
+        context = {"profile": robust_config.profile.name, "test": request.node.nodeid}
+        kwargs["context"] = {**context, **(kwargs.get("context") or {})}
+        return gate.assert_robust(model, attack, record=record, **kwargs)
+
+    return bound
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Show pytest-robust's own errors as the test line plus the message, not a deep traceback.
+
+    The exception still propagates with its type (``pytest.raises(RobustConfigError)`` works);
+    only the failure report is shortened: the message already says what is wrong and what to do.
+    """
+    report = yield
+    excinfo = call.excinfo
+    if excinfo is None or not excinfo.errisinstance(RobustError):
+        return report
+    entries = [e for e in excinfo.traceback if Path(str(e.path)) == item.path]
+    where = ""
+    if entries:
+        entry = entries[-1]
+        source = str(entry.statement).strip() if entry.statement is not None else ""
+        where = f"{item.path.name}:{entry.lineno + 1}: {source}\n"
+    message = str(excinfo.value).replace("\n", "\nE   ")
+    report.longrepr = f"{where}E   {excinfo.typename}: {message}"
+    return report
+
+
+# --- terminal summary ----------------------------------------------------------------------------
+
+
+def _robust_rows(terminalreporter: Any) -> list[tuple[str, dict[str, Any]]]:
+    rows = []
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            if getattr(rep, "when", None) != "call":
+                continue
+            for name, value in getattr(rep, "user_properties", ()):
+                if name == PROPERTY:
+                    rows.append((rep.nodeid, json.loads(value)))
+    return sorted(rows, key=lambda r: r[0])
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from pytest_robust.threat import format_eps
+
+    rows = _robust_rows(terminalreporter)
+    if not rows:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "robustness summary")
+    synthetic = any(r["evaluation"]["data"].get("synthetic") for _, r in rows)
+    for nodeid, r in rows:
+        ev, vd = r["evaluation"], r["verdict"]
+        lo, hi = vd["interval"]
+        tr.write_line(
+            f"{'PASS' if vd['passed'] else 'FAIL'} {nodeid}: {ev['attack']['name']} "
+            f"{ev['threat']['norm']} eps={format_eps(ev['threat']['eps'])}  "
+            f"clean {ev['clean_acc']:.3f}  robust {ev['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]  "
+            f"required {r['min_acc']:.3f}  n={ev['n']}"
+        )
+    if synthetic:
+        tr.write_line("note: data is the embedded SYNTHETIC set; pass --robust-data for real images")

@@ -1,0 +1,62 @@
+"""Quick-start acceptance suite: robustness requirements written as tests.
+
+Two small CNNs are trained on the embedded synthetic dermoscopy set (once; then cached): one
+with standard training, one with PGD adversarial training. The same robustness gate is applied
+to both: the standard model must fail it, the adversarially trained one must pass it. Every
+number in the output is measured by this run.
+
+    pytest suites/test_quickstart.py                 # embedded synthetic data, ci profile
+    pytest suites/test_quickstart.py -rxX            # show the expected failure's numbers
+"""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from pytest_robust import RobustnessFailure
+
+#: The release gate of this suite: Linf eps 4/255 (the reference study's evaluation budget).
+EPS = 4 / 255
+#: Required robust accuracy under PGD and AutoAttack at EPS.
+MIN_ROBUST_ACC = 0.60
+#: Required clean accuracy of both models.
+MIN_CLEAN_ACC = 0.80
+
+
+@pytest.fixture(scope="module")
+def adversarially_trained(robust_model_factory) -> nn.Module:  # type: ignore[no-untyped-def]
+    return robust_model_factory("pgd-at")
+
+
+def test_standard_model_is_accurate(assert_robust, model) -> None:  # type: ignore[no-untyped-def]
+    # eps=0: no perturbation, so this gates clean accuracy.
+    assert_robust(model, "fgsm", eps=0.0, min_acc=MIN_CLEAN_ACC)
+
+
+@pytest.mark.xfail(
+    raises=RobustnessFailure,
+    strict=True,
+    reason="a standard-trained model is not robust: this gate must fail (numbers in the message)",
+)
+def test_standard_model_fails_the_robust_gate(assert_robust, model, pgd) -> None:  # type: ignore[no-untyped-def]
+    assert_robust(model, pgd, eps=EPS, min_acc=MIN_ROBUST_ACC)
+
+
+def test_candidate_is_robust(assert_robust, adversarially_trained, pgd) -> None:  # type: ignore[no-untyped-def]
+    result = assert_robust(adversarially_trained, pgd, eps=EPS, min_acc=MIN_ROBUST_ACC)
+    assert result.clean_acc >= MIN_CLEAN_ACC
+
+
+def test_candidate_under_autoattack(assert_robust, adversarially_trained, aa) -> None:  # type: ignore[no-untyped-def]
+    assert_robust(adversarially_trained, aa, eps=EPS, min_acc=MIN_ROBUST_ACC)
+
+
+def test_adversarial_training_raises_robust_accuracy(  # type: ignore[no-untyped-def]
+    assert_robust, model, adversarially_trained, pgd
+) -> None:
+    # min_acc=0: measure both, then compare what was measured
+    standard = assert_robust(model, pgd, eps=EPS, min_acc=0.0)
+    robust = assert_robust(adversarially_trained, pgd, eps=EPS, min_acc=0.0)
+    gain = robust.robust_acc - standard.robust_acc
+    assert gain >= 0.2, f"PGD-AT gained only {gain:.3f} robust accuracy over standard training"

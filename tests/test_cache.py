@@ -1,0 +1,93 @@
+"""The content-addressed checkpoint cache: hit, miss, corruption, concurrent builders."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytest_robust.cache import META, WEIGHTS, CheckpointCache, spec_key
+
+SPEC: dict[str, Any] = {"name": "unit", "arch": "linear", "seed": 0}
+
+
+def make() -> nn.Module:
+    return nn.Linear(3, 2)
+
+
+def fitter(calls: list[int]) -> Any:
+    def fit(model: nn.Module) -> dict[str, Any]:
+        calls.append(1)
+        with torch.no_grad():
+            model.weight.fill_(0.5)
+        return {"epochs": 1}
+
+    return fit
+
+
+def test_miss_then_hit(tmp_path: Path) -> None:
+    cache, calls = CheckpointCache(tmp_path), []
+    first = cache.get_or_build(SPEC, make, fitter(calls))
+    second = cache.get_or_build(SPEC, make, fitter(calls))
+    assert (first.hit, second.hit) == (False, True)
+    assert calls == [1]
+    assert torch.equal(second.model.weight, torch.full((2, 3), 0.5))
+    meta = json.loads((cache.entry(first.key) / META).read_text())
+    assert meta["spec"] == SPEC and meta["train"] == {"epochs": 1}
+    assert "weights_sha256" in meta
+
+
+def test_key_depends_on_every_spec_field() -> None:
+    assert spec_key(SPEC) == spec_key(dict(reversed(list(SPEC.items()))))
+    assert spec_key(SPEC) != spec_key({**SPEC, "seed": 1})
+
+
+def test_force_retrains(tmp_path: Path) -> None:
+    cache, calls = CheckpointCache(tmp_path), []
+    cache.get_or_build(SPEC, make, fitter(calls))
+    again = cache.get_or_build(SPEC, make, fitter(calls), force=True)
+    assert not again.hit and calls == [1, 1]
+
+
+def test_corrupted_entry_is_rebuilt_not_loaded(tmp_path: Path) -> None:
+    cache, calls = CheckpointCache(tmp_path), []
+    built = cache.get_or_build(SPEC, make, fitter(calls))
+    weights = cache.entry(built.key) / WEIGHTS
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    rebuilt = cache.get_or_build(SPEC, make, fitter(calls))
+    assert not rebuilt.hit and calls == [1, 1]
+    assert cache.get_or_build(SPEC, make, fitter(calls)).hit
+
+
+def test_unreadable_metadata_is_rebuilt(tmp_path: Path) -> None:
+    cache, calls = CheckpointCache(tmp_path), []
+    built = cache.get_or_build(SPEC, make, fitter(calls))
+    (cache.entry(built.key) / META).write_text("{not json")
+    assert not cache.get_or_build(SPEC, make, fitter(calls)).hit
+
+
+def _race(root: str, log: str) -> bool:
+    import time
+
+    def fit(model: nn.Module) -> dict[str, Any]:
+        with open(log, "a") as fh:
+            fh.write("trained\n")
+        time.sleep(1.0)
+        return {}
+
+    return CheckpointCache(root).get_or_build(SPEC, make, fit).hit
+
+
+def test_two_processes_racing_for_one_key_train_once(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        hits = pool.starmap(_race, [(str(tmp_path / "c"), str(log))] * 2)
+    assert log.read_text().splitlines() == ["trained"]
+    assert sorted(hits) == [False, True]

@@ -1,0 +1,250 @@
+"""Plugin behaviour through pytester: options, ini keys, fixtures, outcomes, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# A conftest for the inner runs: a tiny model and data that train in about a second.
+CONFTEST = textwrap.dedent(
+    """
+    import pytest, torch
+    from torch import nn
+    from pytest_robust.data.dataset import ImageDataset
+
+    def blobs(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.arange(n) % 2
+        x = torch.rand((n, 3, 8, 8), generator=g) * 0.5
+        x[y == 1, :, 2:6, 2:6] += 0.15
+        return ImageDataset(images=x.clamp(0, 1), labels=y, classes=("benign", "malignant"),
+                            name="blobs", synthetic=True)
+
+    @pytest.fixture(scope="session")
+    def robust_data():
+        return blobs(128, 1)
+
+    @pytest.fixture(scope="session")
+    def model():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, 2))
+        data = blobs(512, 2)
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        for i in range(200):
+            idx = torch.arange(i * 64, i * 64 + 64) % 512
+            loss = nn.functional.cross_entropy(net(data.images[idx]), data.labels[idx])
+            opt.zero_grad(); loss.backward(); opt.step()
+        return net.eval()
+    """
+)
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST)
+    return pytester
+
+
+def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*robustness testing (pytest-robust)*"])
+    out = result.stdout.str()
+    for flag in ("--robust-profile", "--robust-device", "--robust-seed", "--robust-n", "--robust-data",
+                 "--robust-cache-dir", "--robust-threads", "--robust-retrain"):
+        assert flag in out
+    for ini in ("robust_profile", "robust_device", "robust_seed", "robust_n", "robust_data",
+                "robust_cache_dir"):
+        assert ini in out
+
+
+def test_ini_values_parse_and_cli_wins(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        robust_profile = smoke
+        robust_seed = 7
+        robust_n = 32
+        robust_device = cpu
+        robust_cache_dir = ckpts
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_cfg(robust_config, pytestconfig):
+            assert robust_config.profile.name == "smoke"
+            assert robust_config.seed == int(pytestconfig.getoption("--robust-seed") or 7)
+            assert robust_config.n_eval == 32
+            assert robust_config.device == "cpu"
+            assert robust_config.cache_dir == pytestconfig.rootpath / "ckpts"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest("--robust-seed=11").assert_outcomes(passed=1)
+    result = pytester.runpytest("--robust-profile=ci")
+    result.assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--robust-profile=fast"], "*unknown profile 'fast'; valid profiles: smoke, ci, paper*"),
+        (["--robust-seed=abc"], "*seed must be an integer*"),
+        (["--robust-n=-3"], "*number of samples must be positive*"),
+        (["--robust-device=gpu"], "*unknown device 'gpu'*"),
+        (["--robust-threads=0"], "*threads must be >= 1*"),
+        (["--robust-data=/no/such/folder"], "*no such folder*"),
+    ],
+)
+def test_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nrobust_profile = turbo\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*robust_profile = 'turbo'*unknown profile*"])
+
+
+def test_attack_fixtures_follow_the_profile(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_attacks(fgsm, pgd, aa, robust_device):
+            assert fgsm.name == "fgsm"
+            assert (pgd.steps, pgd.rel_step_size) == (10, 0.25)
+            assert (aa.apgd_steps, aa.square_queries) == (10, 50)
+            assert robust_device.type == "cpu"
+        """
+    )
+    pytester.runpytest("--robust-profile=smoke", "--robust-device=cpu").assert_outcomes(passed=1)
+
+
+def test_passing_and_failing_gates(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        """
+        import json
+
+        def test_weak_requirement(assert_robust, model, fgsm):
+            result = assert_robust(model, fgsm, eps=1/255, min_acc=0.5)
+            assert result.clean_acc > 0.8
+
+        def test_strong_requirement(assert_robust, model, pgd):
+            assert_robust(model, pgd, eps=32/255, min_acc=0.95)
+        """
+    )
+    result = inner.runpytest("--robust-profile=smoke", "--robust-device=cpu", "--robust-seed=5")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_passing_and_failing_gates.py:8: assert_robust(model, pgd, eps=32/255, min_acc=0.95)",
+            "E   RobustnessFailure: robustness gate FAILED: robust accuracy 0.* < required 0.950",
+            "*threat model    Linf eps=32/255*",
+            "*attack          PGD-10 (step 0.25*eps, 1 restart(s), random start)*",
+            "*clean accuracy  *(*/64)",
+            "*data            blobs (synthetic), n=64*",
+            "*device, seed    cpu, seed=5*",
+            "*profile         smoke*",
+            "*robustness summary*",
+            "FAIL test_passing_and_failing_gates.py::test_strong_requirement: pgd Linf eps=32/255*",
+            "PASS test_passing_and_failing_gates.py::test_weak_requirement: fgsm Linf eps=1/255*",
+            "*data is the embedded SYNTHETIC set*",
+        ]
+    )
+
+
+def test_results_are_recorded_as_plain_json(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        """
+        def test_gate(assert_robust, model, fgsm):
+            assert_robust(model, fgsm, eps=2/255, min_acc=0.0)
+            assert_robust(model, "pgd", eps=2/255, min_acc=0.0)
+        """
+    )
+    inner.makeconftest(
+        CONFTEST
+        + textwrap.dedent(
+            """
+            import json
+            def pytest_runtest_logreport(report):
+                if report.when == "call":
+                    rows = [json.loads(v) for k, v in report.user_properties if k == "pytest_robust.result"]
+                    with open("rows.json", "w") as fh:
+                        json.dump(rows, fh)
+            """
+        )
+    )
+    inner.runpytest("--robust-profile=smoke", "--robust-n=40").assert_outcomes(passed=1)
+    rows = json.loads((inner.path / "rows.json").read_text())
+    assert [r["evaluation"]["attack"]["name"] for r in rows] == ["fgsm", "pgd"]
+    assert all(r["evaluation"]["n"] == 40 for r in rows)
+    assert rows[0]["schema"] == 1
+    assert rows[0]["context"]["profile"] == "smoke"
+    assert len(rows[0]["evaluation"]["robust_correct"]) == 40
+
+
+def test_marker_overrides_and_validation(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.robust(n=16, seed=3)
+        def test_small(assert_robust, model, fgsm):
+            r = assert_robust(model, fgsm, eps=1/255, min_acc=0.0)
+            assert r.n == 16 and r.evaluation.seed == 3
+
+        @pytest.mark.robust(samples=16)
+        def test_bad_marker(robust_config):
+            pass
+        """
+    )
+    result = inner.runpytest("--robust-profile=smoke")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "@pytest.mark.robust: unknown robust marker argument(s) ['samples']" in result.stdout.str()
+
+
+def test_bad_input_inside_a_test_reads_clearly(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        """
+        def test_pixels(assert_robust, model, pgd):
+            assert_robust(model, pgd, eps=4, min_acc=0.7)
+        """
+    )
+    result = inner.runpytest("--robust-profile=smoke")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "test_bad_input_inside_a_test_reads_clearly.py:2: assert_robust(model, pgd, eps=4, min_acc=0.7)" in out
+    assert "E   RobustConfigError: Linf eps must be in [0, 1], got 4; pixel values" in out
+    assert "Did you mean eps=4/255 (= 0.015686)?" in out
+    assert "validate_eps" not in out  # no deep traceback into the library
+
+
+def test_report_header_names_the_configuration(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--robust-profile=smoke")
+    result.stdout.fnmatch_lines(["robust: profile=smoke, device=auto, seed=0, n=64, data=synthetic*"])
+
+
+def test_plugin_import_does_not_import_torch() -> None:
+    code = "import sys, pytest_robust.plugin, pytest_robust; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_entry_point_loads_in_a_subprocess(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_fixture_exists(request):
+            assert "assert_robust" in request.fixturenames or request.getfixturevalue("fgsm")
+        """
+    )
+    result = pytester.runpytest_subprocess("--robust-profile=smoke", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*robust: profile=smoke*"])
