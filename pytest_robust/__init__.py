@@ -38,7 +38,33 @@ _EXPORTS = {
     "PerturbationError": "pytest_robust.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "FGSM",
+    "PGD",
+    "AutoAttack",
+    "EvalResult",
+    "ImageDataset",
+    "LowerConfidenceBound",
+    "Norm",
+    "NormalizedModel",
+    "PerturbationError",
+    "PointEstimate",
+    "Policy",
+    "RobustConfigError",
+    "RobustDataError",
+    "RobustError",
+    "RobustModelError",
+    "RobustResult",
+    "RobustnessFailure",
+    "ThreatModel",
+    "Verdict",
+    "__version__",
+    "assert_robust",
+    "evaluate",
+    "generate_synthetic",
+    "load_image_folder",
+    "make_attack",
+]
 
 
 def __getattr__(name: str) -> Any:

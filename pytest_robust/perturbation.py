@@ -16,7 +16,8 @@ def lp_norms(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
     flat = delta.flatten(1)
     if norm is Norm.LINF:
         return flat.abs().amax(dim=1)
-    return flat.norm(p=2, dim=1)
+    norms: torch.Tensor = flat.norm(p=2, dim=1)
+    return norms
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel) -> torch.Tensor:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
 from pytest_robust.errors import RobustConfigError
 
 
-class Norm(str, Enum):
+class Norm(StrEnum):
     """The Lp norm that bounds a perturbation."""
 
     LINF = "Linf"

@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ from pytest_robust.models import eval_mode
 from pytest_robust.threat import Norm, ThreatModel
 
 
-class Recipe(str, Enum):
+class Recipe(StrEnum):
     STANDARD = "standard"
     PGD_AT = "pgd-at"
 

@@ -37,7 +37,8 @@ def test_miss_then_hit(tmp_path: Path) -> None:
     assert calls == [1]
     assert torch.equal(second.model.weight, torch.full((2, 3), 0.5))
     meta = json.loads((cache.entry(first.key) / META).read_text())
-    assert meta["spec"] == SPEC and meta["train"] == {"epochs": 1}
+    assert meta["spec"] == SPEC
+    assert meta["train"] == {"epochs": 1}
     assert "weights_sha256" in meta
 
 
@@ -50,7 +51,8 @@ def test_force_retrains(tmp_path: Path) -> None:
     cache, calls = CheckpointCache(tmp_path), []
     cache.get_or_build(SPEC, make, fitter(calls))
     again = cache.get_or_build(SPEC, make, fitter(calls), force=True)
-    assert not again.hit and calls == [1, 1]
+    assert not again.hit
+    assert calls == [1, 1]
 
 
 def test_corrupted_entry_is_rebuilt_not_loaded(tmp_path: Path) -> None:
@@ -61,7 +63,8 @@ def test_corrupted_entry_is_rebuilt_not_loaded(tmp_path: Path) -> None:
     raw[-1] ^= 0xFF
     weights.write_bytes(bytes(raw))
     rebuilt = cache.get_or_build(SPEC, make, fitter(calls))
-    assert not rebuilt.hit and calls == [1, 1]
+    assert not rebuilt.hit
+    assert calls == [1, 1]
     assert cache.get_or_build(SPEC, make, fitter(calls)).hit
 
 

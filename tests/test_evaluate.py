@@ -61,7 +61,8 @@ class Dropper(nn.Module):
 def test_eval_mode_enforced_and_restored(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
     model = Dropper(trained_tiny).train()
     evaluate(model, blobs.subset(16), PGD(steps=2), THREAT, device="cpu")
-    assert model.training and model.drop.training
+    assert model.training
+    assert model.drop.training
     model.eval()
     evaluate(model, blobs.subset(16), PGD(steps=2), THREAT, device="cpu")
     assert not model.training

@@ -220,7 +220,8 @@ def test_bad_input_inside_a_test_reads_clearly(inner: pytest.Pytester) -> None:
     result = inner.runpytest("--robust-profile=smoke")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "test_bad_input_inside_a_test_reads_clearly.py:2: assert_robust(model, pgd, eps=4, min_acc=0.7)" in out
+    line = "test_bad_input_inside_a_test_reads_clearly.py:2: assert_robust(model, pgd, eps=4, min_acc=0.7)"
+    assert line in out
     assert "E   RobustConfigError: Linf eps must be in [0, 1], got 4; pixel values" in out
     assert "Did you mean eps=4/255 (= 0.015686)?" in out
     assert "validate_eps" not in out  # no deep traceback into the library

@@ -33,7 +33,8 @@ class ImageDataset:
             )
         if self.labels.shape != (self.images.shape[0],):
             raise RobustDataError(
-                f"data set {self.name!r}: {self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}"
+                f"data set {self.name!r}: {self.images.shape[0]} images but labels of shape "
+                f"{tuple(self.labels.shape)}"
             )
         if len(self.classes) < 2:
             raise RobustDataError(f"data set {self.name!r}: needs at least 2 classes, got {self.classes}")
@@ -69,5 +70,5 @@ class ImageDataset:
 
     def describe(self) -> str:
         kind = "synthetic" if self.synthetic else "real"
-        c, hh, ww = self.images.shape[1:]
+        _c, hh, ww = self.images.shape[1:]
         return f"{self.name} ({kind}, n={len(self)}, {ww}x{hh}px, classes={list(self.classes)})"
