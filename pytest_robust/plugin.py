@@ -323,8 +323,16 @@ def _robust_rows(terminalreporter: Any) -> list[tuple[str, dict[str, Any]]]:
                 continue
             for name, value in getattr(rep, "user_properties", ()):
                 if name == PROPERTY:
-                    rows.append((rep.nodeid, json.loads(value)))
+                    row = json.loads(value)
+                    row["expected_failure"] = hasattr(rep, "wasxfail")
+                    rows.append((rep.nodeid, row))
     return sorted(rows, key=lambda r: r[0])
+
+
+def _verdict_label(passed: bool, expected_failure: bool) -> str:
+    if expected_failure:
+        return "FAIL (expected)" if not passed else "PASS (test xfail)"
+    return "PASS" if passed else "FAIL"
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -340,7 +348,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         ev, vd = r["evaluation"], r["verdict"]
         lo, hi = vd["interval"]
         tr.write_line(
-            f"{'PASS' if vd['passed'] else 'FAIL'} {nodeid}: {ev['attack']['name']} "
+            f"{_verdict_label(vd['passed'], r['expected_failure'])} {nodeid}: {ev['attack']['name']} "
             f"{ev['threat']['norm']} eps={format_eps(ev['threat']['eps'])}  "
             f"clean {ev['clean_acc']:.3f}  robust {ev['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]  "
             f"required {r['min_acc']:.3f}  n={ev['n']}"

@@ -153,5 +153,38 @@ def train(
         bar.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.3f}")
         if on_epoch is not None:
             on_epoch(stats)
+    _recalibrate_batchnorm(model, data, config, pgd, threat, attack_rng, device)
     model.eval()
     return TrainReport(config=config, epochs=tuple(history))
+
+
+def _recalibrate_batchnorm(
+    model: nn.Module,
+    data: ImageDataset,
+    config: TrainConfig,
+    pgd: PGD,
+    threat: ThreatModel,
+    generator: torch.Generator,
+    device: torch.device,
+) -> None:
+    """Recompute BatchNorm running statistics with the final weights (one pass, no updates).
+
+    Running statistics lag behind the weights during training; with Adam at the quick-start
+    learning rate, eval-mode accuracy swung by up to 20 points between epochs without this
+    (measured on the synthetic set). Statistics are taken on the inputs the model was trained
+    on: clean images for ``standard``, PGD examples for ``pgd-at``.
+    """
+    from torch.optim.swa_utils import update_bn
+
+    def batches() -> Iterator[torch.Tensor]:
+        for start in range(0, len(data), config.batch_size):
+            x = data.images[start : start + config.batch_size].to(device)
+            if config.recipe is Recipe.PGD_AT:
+                y = data.labels[start : start + config.batch_size].to(device)
+                with eval_mode(model):
+                    x = pgd.perturb(model, x, y, threat, generator=generator)
+            yield x
+
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        with torch.no_grad():
+            update_bn(batches(), model)

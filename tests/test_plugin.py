@@ -249,3 +249,25 @@ def test_entry_point_loads_in_a_subprocess(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--robust-profile=smoke", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*robust: profile=smoke*"])
+
+
+def test_default_model_trains_once_then_loads_from_the_cache(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_quickstart(assert_robust, model, robust_data, fgsm):
+            assert robust_data.synthetic and robust_data.images.shape[1:] == (3, 32, 32)
+            result = assert_robust(model, fgsm, eps=0.0, min_acc=0.8)
+            assert result.clean_acc >= 0.8
+        """
+    )
+    cache = pytester.path / "ckpts"
+    args = ("--robust-profile=smoke", f"--robust-cache-dir={cache}", "-p", "no:cacheprovider")
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert any(p.name == "model.safetensors" for p in files)
+    second = pytester.runpytest(*args)
+    second.assert_outcomes(passed=1)
+    assert files == {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    third = pytester.runpytest(*args, "--robust-retrain")
+    third.assert_outcomes(passed=1)
+    assert any(p.stat().st_mtime_ns != t for p, t in files.items() if p.name == "model.safetensors")
