@@ -271,3 +271,25 @@ def test_default_model_trains_once_then_loads_from_the_cache(pytester: pytest.Py
     third = pytester.runpytest(*args, "--robust-retrain")
     third.assert_outcomes(passed=1)
     assert any(p.stat().st_mtime_ns != t for p, t in files.items() if p.name == "model.safetensors")
+
+
+def test_results_reach_the_controller_under_xdist(inner: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    inner.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("eps", [1/255, 2/255, 3/255, 4/255])
+        def test_gate(assert_robust, model, fgsm, eps):
+            assert_robust(model, fgsm, eps=eps, min_acc=0.0)
+
+        def test_threads(robust_config):
+            import os
+            assert robust_config.threads == max(1, (os.cpu_count() or 1) // 2)  # cores / workers
+        """
+    )
+    result = inner.runpytest("-n", "2", "--robust-profile=smoke", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+    out = result.stdout.str()
+    for k in (1, 2, 3, 4):
+        assert f"fgsm Linf eps={k}/255" in out
