@@ -251,6 +251,7 @@ def assert_robust(
     batch_size: int = 128,
     context: dict[str, Any] | None = None,
     record: Callable[[RobustResult], None] | None = None,
+    progress: bool | None = None,
 ) -> RobustResult:
     """Evaluate ``model`` under ``attack`` at ``eps`` and fail unless the policy is met.
 
@@ -258,7 +259,8 @@ def assert_robust(
     first ``n`` samples. Returns a :class:`RobustResult`; raises :class:`RobustnessFailure`
     (an ``AssertionError``) with a reviewer-readable message when the requirement is not met.
     ``record`` is called with the result before the decision is raised (the fixture uses it to
-    attach the result to the test report).
+    attach the result to the test report). ``progress``: a tqdm bar per evaluation (None: only
+    when stderr is a terminal).
     """
     __tracebackhide__ = True
     norm_ = Norm.coerce(norm)
@@ -279,7 +281,8 @@ def assert_robust(
         data = generate_synthetic(256, size=32, seed=seed, split="test")
     subset = data.subset(n)
     evaluation = evaluate(
-        model, subset, attack_, threat, device=device, seed=seed, batch_size=batch_size
+        model, subset, attack_, threat, device=device, seed=seed, batch_size=batch_size,
+        progress=progress,
     )
     verdict = (policy or PointEstimate()).decide(evaluation, required)
     result = RobustResult(

@@ -10,9 +10,10 @@ imported when a fixture first needs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,6 +192,20 @@ def robust_train_data(pytestconfig: pytest.Config, robust_device: torch.device) 
     return _load_split(pytestconfig.stash[CONFIG_KEY], "train")
 
 
+@contextlib.contextmanager
+def terminal_output(config: pytest.Config) -> Iterator[None]:
+    """Suspend output capturing for long work, so tqdm bars reach an interactive terminal.
+
+    tqdm then decides for itself (stderr a TTY: bars; CI logs and xdist workers: none).
+    """
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        yield
+        return
+    with capman.global_and_fixture_disabled():
+        yield
+
+
 def _budgets(rc: cfg.RobustConfig) -> cfg.AttackBudgets:
     return rc.profile.budgets
 
@@ -237,10 +252,11 @@ def robust_model_factory(
     def factory(recipe: str = "standard") -> nn.Module:
         if recipe not in built:
             try:
-                cached = quickstart_model(
-                    robust_train_data, recipe, cache_dir=rc.resolved_cache_dir(), seed=rc.seed,
-                    device=robust_device, force=rc.retrain,
-                )
+                with terminal_output(pytestconfig):
+                    cached = quickstart_model(
+                        robust_train_data, recipe, cache_dir=rc.resolved_cache_dir(), seed=rc.seed,
+                        device=robust_device, force=rc.retrain,
+                    )
             except RobustError as exc:
                 raise pytest.UsageError(str(exc)) from None
             built[recipe] = cached.model
@@ -280,7 +296,8 @@ def assert_robust(
         kwargs.setdefault("batch_size", robust_config.profile.batch_size)
         context = {"profile": robust_config.profile.name, "test": request.node.nodeid}
         kwargs["context"] = {**context, **(kwargs.get("context") or {})}
-        return gate.assert_robust(model, attack, record=record, **kwargs)
+        with terminal_output(request.config):
+            return gate.assert_robust(model, attack, record=record, **kwargs)
 
     return bound
 
