@@ -117,3 +117,20 @@ def test_check_perturbation_accepts_an_empty_batch() -> None:
     x = torch.zeros((0, 3, 4, 4))
     check_perturbation(x, x, ThreatModel(norm=Norm.LINF, eps=4 / 255))
     assert lp_norms(x, Norm.L2).shape == (0,)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    classes=st.integers(2, 4),
+    norm=st.sampled_from([Norm.LINF, Norm.L2]),
+    eps=st.floats(0.0, 0.5),
+)
+def test_autoattack_output_stays_in_ball_and_box(seed: int, classes: int, norm: Norm, eps: float) -> None:
+    from pytest_robust.attacks import AutoAttack
+
+    model, x, y = _random_case(seed, 4, classes)
+    threat = ThreatModel(norm=norm, eps=eps)
+    aa = AutoAttack(apgd_steps=3, square_queries=5)
+    x_adv = aa.perturb(model, x, y, threat, generator=torch.Generator().manual_seed(seed))
+    check_perturbation(x_adv, x, threat)
