@@ -34,7 +34,18 @@ from PIL import Image, ImageOps
 from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.errors import RobustDataError
 
-__all__ = ["IMAGE_EXTENSIONS", "SPLITS", "load_image_folder", "natural_key"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SPLITS",
+    "check_root",
+    "image_files",
+    "load_image_folder",
+    "load_one",
+    "natural_key",
+    "subdirs",
+    "to_rgb",
+    "unreadable_error",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,20 +71,20 @@ def _visible(entries: list[Path]) -> list[Path]:
     return [e for e in entries if not e.name.startswith(".")]
 
 
-def _subdirs(path: Path) -> list[Path]:
+def subdirs(path: Path) -> list[Path]:
     return sorted(
         (e for e in _visible(list(path.iterdir())) if e.is_dir()), key=lambda p: natural_key(p.name)
     )
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     files = (
         e for e in _visible(list(folder.iterdir())) if e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS
     )
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def _check_root(path: str | os.PathLike[str]) -> Path:
+def check_root(path: str | os.PathLike[str]) -> Path:
     root = Path(path).expanduser()
     if not root.exists():
         raise RobustDataError(f"image folder {str(root)!r} does not exist; check the path ({_LAYOUT_HINT})")
@@ -89,7 +100,7 @@ def _data_root(root: Path, split: str | None) -> tuple[Path, str | None]:
     """The folder whose sub-folders are the classes, and the split actually used (None: flat)."""
     if split is not None and split not in SPLITS:
         raise RobustDataError(f"unknown split {split!r}; use one of {list(SPLITS)} or None")
-    split_dirs = {d.name.lower(): d for d in _subdirs(root) if d.name.lower() in SPLITS}
+    split_dirs = {d.name.lower(): d for d in subdirs(root) if d.name.lower() in SPLITS}
     if not split_dirs:
         return root, None
     if split is None:
@@ -107,9 +118,9 @@ def _data_root(root: Path, split: str | None) -> tuple[Path, str | None]:
 
 def _classes(data_root: Path) -> list[tuple[str, Path]]:
     """``(lower-cased name, folder)`` per class, sorted by name; checks there are at least two."""
-    folders = _subdirs(data_root)
+    folders = subdirs(data_root)
     if not folders:
-        loose = len(_image_files(data_root))
+        loose = len(image_files(data_root))
         found = f" (it holds {loose} image files directly)" if loose else ""
         raise RobustDataError(
             f"no class sub-folders in {str(data_root)!r}{found}; put the images in one sub-folder per "
@@ -132,7 +143,7 @@ def _classes(data_root: Path) -> list[tuple[str, Path]]:
     return sorted(by_name.items())
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """RGB version of any Pillow mode (palette with transparency, CMYK, L, LA, RGBA, 16-bit, ...)."""
     if image.mode == "RGB":
         return image
@@ -144,19 +155,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _load_one(file: Path, size: int) -> NDArray[np.float32]:
+def load_one(file: Path, size: int) -> NDArray[np.float32]:
     """``(3, size, size)`` float32 in [0, 1]; raises whatever Pillow raises for a bad file."""
     with Image.open(file) as image:
         image.load()
         upright = ImageOps.exif_transpose(image)
-        rgb = _to_rgb(upright)
+        rgb = to_rgb(upright)
         resized = rgb.resize((size, size), resample=Image.Resampling.BILINEAR, reducing_gap=None)
         pixels = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
     chw: NDArray[np.float32] = np.ascontiguousarray(pixels.transpose(2, 0, 1))
     return chw
 
 
-def _unreadable_error(failures: list[tuple[Path, str]], data_root: Path) -> RobustDataError:
+def unreadable_error(failures: list[tuple[Path, str]], data_root: Path) -> RobustDataError:
     listed = "; ".join(f"{f.relative_to(data_root)} ({why})" for f, why in failures[:_MAX_LISTED])
     more = f"; and {len(failures) - _MAX_LISTED} more" if len(failures) > _MAX_LISTED else ""
     return RobustDataError(
@@ -173,12 +184,12 @@ def load_image_folder(path: str | os.PathLike[str], *, size: int, split: str | N
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise RobustDataError(f"image size must be a positive integer, got {size!r}")
-    root = _check_root(path)
+    root = check_root(path)
     data_root, used_split = _data_root(root, split)
     classes = _classes(data_root)
     files: list[tuple[Path, int]] = []
     for label, (name, folder) in enumerate(classes):
-        found = _image_files(folder)
+        found = image_files(folder)
         if not found:
             raise RobustDataError(
                 f"class folder {name!r} ({str(folder)!r}) holds no images with extension "
@@ -190,11 +201,11 @@ def load_image_folder(path: str | os.PathLike[str], *, size: int, split: str | N
     failures: list[tuple[Path, str]] = []
     for i, (file, _) in enumerate(files):
         try:
-            images[i] = _load_one(file, size)
+            images[i] = load_one(file, size)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             failures.append((file, f"{type(exc).__name__}: {exc}"))
     if failures:
-        raise _unreadable_error(failures, data_root)
+        raise unreadable_error(failures, data_root)
 
     labels = np.fromiter((label for _, label in files), dtype=np.int64, count=len(files))
     logger.info("loaded %d images of %d classes from %s at %dpx", len(files), len(classes), data_root, size)
