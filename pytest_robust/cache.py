@@ -47,7 +47,8 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -108,9 +109,9 @@ class CheckpointCache:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         payload = save(state)
         folder = self.entry(key)
-        _atomic_write_bytes(folder / WEIGHTS, payload)
+        atomic_write_bytes(folder / WEIGHTS, payload)
         full = {**meta, "key": key, "weights_sha256": hashlib.sha256(payload).hexdigest()}
-        _atomic_write_bytes(folder / META, json.dumps(full, indent=2, sort_keys=True).encode())
+        atomic_write_bytes(folder / META, json.dumps(full, indent=2, sort_keys=True).encode())
         return full
 
     def get_or_build(

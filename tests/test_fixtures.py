@@ -1,0 +1,73 @@
+"""The suite fixtures in ``fixtures/``: ISIC data from --robust-data, checkpoints, synthetic default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CONFTEST = """
+pytest_plugins = ["fixtures.isic"]
+"""
+
+
+def _isic_folder(root: Path, per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label, cls in enumerate(("Benign", "MALIGNANT")):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 120, (40, 40, 3), dtype=np.uint8) + 100 * label
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i + 1}.jpg", quality=95)
+    return root
+
+
+def test_isic_fixtures_and_checkpoint_factory(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    data = _isic_folder(tmp_path / "isic")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(
+        """
+        def test_data(isic_train, isic_test):
+            assert not isic_train.synthetic and not isic_test.synthetic
+            assert isic_train.classes == ("benign", "malignant")
+            assert len(isic_train) == 12 and len(isic_test) == 12
+            assert isic_test.images.shape[1:] == (3, 32, 32)   # the smoke profile's resolution
+
+        def test_checkpoint(checkpoint, isic_test):
+            model = checkpoint("small_cnn", "pgd-at")
+            assert not model.training
+            assert model(isic_test.images[:2]).shape == (2, 2)
+            assert checkpoint("small_cnn", "pgd-at") is model   # built once per session
+        """
+    )
+    args = ("--robust-profile=smoke", f"--robust-data={data}", f"--robust-cache-dir={tmp_path / 'c'}",
+            "-p", "no:cacheprovider")
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    # decoded once: the second run reads the decode cache and the checkpoint cache
+    assert any((tmp_path / "c" / "decoded").rglob("*.safetensors"))
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+
+
+def test_without_data_the_fixtures_are_synthetic(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(
+        """
+        def test_data(isic_test):
+            assert isic_test.synthetic and len(isic_test) == 660
+        """
+    )
+    result = pytester.runpytest("--robust-profile=smoke", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["robust: *data=synthetic (embedded generator; not real patient data)"])
+
+
+def test_a_folder_that_is_not_isic_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    (tmp_path / "d" / "train" / "cats").mkdir(parents=True)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile("def test_data(isic_train): pass")
+    result = pytester.runpytest("--robust-profile=smoke", f"--robust-data={tmp_path / 'd'}")
+    result.assert_outcomes(errors=1)
+    assert "--robust-data" in result.stdout.str()
