@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import torch
+from hypothesis import settings
 from torch import nn
 
 from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.training import seeded
 
 pytest_plugins = ["pytester"]
+
+# CI explores the same hypothesis examples on every run (reproducible failures, no flakes);
+# local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True, scope="session")

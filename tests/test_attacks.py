@@ -129,8 +129,18 @@ def test_check_perturbation_accepts_an_empty_batch() -> None:
 def test_autoattack_output_stays_in_ball_and_box(seed: int, classes: int, norm: Norm, eps: float) -> None:
     from pytest_robust.attacks import AutoAttack
 
-    model, x, y = _random_case(seed, 4, classes)
+    model, x, y = _random_case(seed, 8, classes)
     threat = ThreatModel(norm=norm, eps=eps)
     aa = AutoAttack(apgd_steps=3, square_queries=5)
     x_adv = aa.perturb(model, x, y, threat, generator=torch.Generator().manual_seed(seed))
     check_perturbation(x_adv, x, threat)
+
+
+def test_autoattack_square_l2_on_tiny_images_is_a_clear_error() -> None:
+    from pytest_robust.attacks import AutoAttack
+
+    model, x, y = _random_case(0, 4, 2)
+    with pytest.raises(RobustConfigError, match="at least 5x5 pixels"):
+        AutoAttack(apgd_steps=3, square_queries=5).perturb(
+            model, x, y, ThreatModel(norm=Norm.L2, eps=0.5), generator=torch.Generator().manual_seed(0)
+        )

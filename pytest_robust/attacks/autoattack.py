@@ -199,6 +199,11 @@ class AutoAttack:
         if out.dim() != 2:
             raise RobustModelError(f"AutoAttack needs (batch, classes) logits, got {tuple(out.shape)}")
         plan = self.plan(int(out.shape[1]), threat, seed_from(generator), x.device)
+        if "square" in plan.attacks and threat.norm.value == "L2" and min(x.shape[-2:]) < 5:
+            raise RobustConfigError(
+                f"Square's L2 attack needs images of at least 5x5 pixels (it tiles them in 5x5 "
+                f"windows), got {tuple(x.shape[-2:])}; pass attacks without 'square' or larger images"
+            )
         if threat.eps == 0:
             return x.detach().clone()
         backend, module = _import_backend(self.backend)
