@@ -125,7 +125,7 @@ PAPER: Final = TrainingProfile(
 
 #: Ten models (five architectures x {standard, PGD-AT}) on the 2637 ISIC training images on a
 #: 2-core CPU, from scratch (no pretrained weights offline). Measured (BENCHMARKS.md):
-#: 31 min with 1 thread on the shared machine (about 14-18 min extrapolated for 2 idle threads);
+#: 20.3 min with 2 threads on the idle machine (31 min with 1 thread on a shared one);
 #: clean test accuracy 0.78-0.86 (standard), 0.77-0.83 (PGD-AT) except EfficientNet-B2 + PGD-AT,
 #: which degenerates to the majority class (0.58), as in the study.
 CI: Final = TrainingProfile(
