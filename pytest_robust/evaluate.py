@@ -222,7 +222,8 @@ def evaluate(
                 correct = pred == y
                 t2 = time.perf_counter()
                 t_clean += t2 - t1
-                a_pred, a_score = pred.clone(), _score(logits)
+                clean_score = _score(logits)
+                a_pred, a_score = pred.clone(), clean_score.clone()
                 robust = correct.clone()
                 idx = correct.nonzero().flatten()
                 if idx.numel() and threat.eps > 0:
@@ -239,7 +240,7 @@ def evaluate(
                 adv_pred += a_pred.tolist()
                 clean_ok += correct.tolist()
                 robust_ok += robust.tolist()
-                clean_scores += _score(logits).tolist()
+                clean_scores += clean_score.tolist()
                 adv_scores += a_score.tolist()
     finally:
         model.to(original_device)
