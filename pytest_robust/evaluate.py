@@ -18,7 +18,8 @@ from torch import nn
 
 from pytest_robust.attacks import Attack, coerce_attack
 from pytest_robust.data.dataset import ImageDataset
-from pytest_robust.errors import RobustDataError, RobustModelError
+from pytest_robust.errors import RobustConfigError, RobustDataError, RobustModelError
+from pytest_robust.examples import Example, make_example, pick
 from pytest_robust.models import eval_mode, model_device, model_fingerprint, resolve_device
 from pytest_robust.perturbation import check_perturbation
 from pytest_robust.threat import Norm, ThreatModel, format_eps
@@ -44,6 +45,7 @@ class EvalResult:
     seed: int
     timings: dict[str, float]
     versions: dict[str, str]
+    examples: tuple[Example, ...] = ()
 
     @property
     def n(self) -> int:
@@ -86,6 +88,7 @@ class EvalResult:
             "seed": self.seed,
             "timings": self.timings,
             "versions": self.versions,
+            "examples": [e.to_json() for e in self.examples],
         }
 
     @classmethod
@@ -107,6 +110,7 @@ class EvalResult:
             seed=int(d["seed"]),
             timings={k: float(v) for k, v in d["timings"].items()},
             versions={k: str(v) for k, v in d["versions"].items()},
+            examples=tuple(Example.from_json(e) for e in d.get("examples", ())),
         )
 
 
@@ -184,9 +188,18 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 128,
     progress: bool | None = None,
+    examples: int = 0,
 ) -> EvalResult:
-    """Measure clean and robust correctness of ``model`` on every sample of ``data``."""
+    """Measure clean and robust correctness of ``model`` on every sample of ``data``.
+
+    ``examples``: keep up to that many attacked samples (images and predictions) for a report's
+    gallery, successful attacks first, the classes in turn.
+    """
     attack = coerce_attack(attack)
+    if attack.name == "none" and threat.eps > 0:
+        raise RobustConfigError(
+            f"attack 'none' measures clean accuracy: use eps=0, not eps={format_eps(threat.eps)}"
+        )
     _check_data(data)
     if threat.norm is Norm.L2:
         diameter = math.sqrt(data.images[0].numel())
@@ -202,6 +215,8 @@ def evaluate(
     clean_scores: list[float] = []
     adv_scores: list[float] = []
     t_clean = t_attack = 0.0
+    flipped: dict[int, list[Example]] = {}
+    held: dict[int, list[Example]] = {}
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
@@ -234,6 +249,11 @@ def evaluate(
                     a_pred[idx] = adv_logits.argmax(dim=1)
                     a_score[idx] = _score(adv_logits)
                     robust[idx] = a_pred[idx] == y_sel
+                    if examples:
+                        _keep_examples(
+                            flipped, held, examples, start=start, idx=idx, x=x_sel, x_adv=x_adv,
+                            y=y_sel, clean_logits=logits[idx], adv_logits=adv_logits, eps=threat.eps,
+                        )
                 t_attack += time.perf_counter() - t2
                 labels += y.tolist()
                 clean_pred += pred.tolist()
@@ -274,7 +294,27 @@ def evaluate(
         seed=seed,
         timings={"clean_s": t_clean, "attack_s": t_attack, "total_s": total},
         versions=library_versions(),
+        examples=pick(flipped, examples) or pick(held, examples),
     )
+
+
+def _keep_examples(
+    flipped: dict[int, list[Example]], held: dict[int, list[Example]], k: int, *, start: int,
+    idx: torch.Tensor, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+    clean_logits: torch.Tensor, adv_logits: torch.Tensor, eps: float,
+) -> None:
+    """Add this batch's attacked samples to the per-class candidates (at most ``k`` per class)."""
+    for j in range(idx.numel()):
+        label = int(y[j])
+        ok = bool(adv_logits[j].argmax() == y[j])
+        store = held if ok else flipped
+        bucket = store.setdefault(label, [])
+        if len(bucket) >= k:
+            continue
+        bucket.append(make_example(
+            index=start + int(idx[j]), x=x[j], x_adv=x_adv[j], label=label,
+            clean_logits=clean_logits[j], adv_logits=adv_logits[j], eps=eps,
+        ))
 
 
 __all__ = ["EvalResult", "evaluate", "format_eps"]

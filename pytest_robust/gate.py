@@ -227,7 +227,6 @@ class RobustResult:
         ]
         if "profile" in self.context:
             lines.append(f"  profile         {self.context['profile']}")
-        lines.append(f"  time            {ev.timings.get('total_s', 0.0):.1f} s")
         if not vd.passed:
             lines.append(
                 "  to fix: train for robustness (e.g. PGD adversarial training), or lower the "
@@ -252,6 +251,8 @@ def assert_robust(
     context: dict[str, Any] | None = None,
     record: Callable[[RobustResult], None] | None = None,
     progress: bool | None = None,
+    examples: int = 0,
+    evaluator: Callable[..., EvalResult] | None = None,
 ) -> RobustResult:
     """Evaluate ``model`` under ``attack`` at ``eps`` and fail unless the policy is met.
 
@@ -260,7 +261,9 @@ def assert_robust(
     (an ``AssertionError``) with a reviewer-readable message when the requirement is not met.
     ``record`` is called with the result before the decision is raised (the fixture uses it to
     attach the result to the test report). ``progress``: a tqdm bar per evaluation (None: only
-    when stderr is a terminal).
+    when stderr is a terminal). ``examples``: keep that many adversarial examples in the result
+    (for a report's gallery). ``evaluator``: called instead of :func:`~pytest_robust.evaluate.evaluate`
+    with the same arguments (the plugin passes a memoising one).
     """
     __tracebackhide__ = True
     norm_ = Norm.coerce(norm)
@@ -279,10 +282,10 @@ def assert_robust(
         from pytest_robust.data.synthetic import generate_synthetic
 
         data = generate_synthetic(256, size=32, seed=seed, split="test")
-    subset = data.subset(n)
-    evaluation = evaluate(
+    subset = data.subset(n, seed=seed)
+    evaluation = (evaluator or evaluate)(
         model, subset, attack_, threat, device=device, seed=seed, batch_size=batch_size,
-        progress=progress,
+        progress=progress, examples=examples,
     )
     verdict = (policy or PointEstimate()).decide(evaluation, required)
     result = RobustResult(

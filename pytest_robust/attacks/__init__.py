@@ -12,15 +12,17 @@ from typing import Any
 
 from pytest_robust.attacks.autoattack import AutoAttack
 from pytest_robust.attacks.base import Attack
-from pytest_robust.attacks.gradient import FGSM, PGD
+from pytest_robust.attacks.gradient import FGSM, PGD, NoAttack
 from pytest_robust.errors import RobustConfigError
 
-__all__ = ["ATTACKS", "FGSM", "PGD", "Attack", "AutoAttack", "coerce_attack", "make_attack"]
+__all__ = ["ATTACKS", "FGSM", "PGD", "Attack", "AutoAttack", "NoAttack", "coerce_attack", "make_attack"]
 
 ATTACKS: Mapping[str, Callable[..., Attack]] = MappingProxyType(
-    {"fgsm": FGSM, "pgd": PGD, "autoattack": AutoAttack}
+    {"none": NoAttack, "fgsm": FGSM, "pgd": PGD, "autoattack": AutoAttack}
 )
-ALIASES: Mapping[str, str] = MappingProxyType({"aa": "autoattack", "auto-attack": "autoattack"})
+ALIASES: Mapping[str, str] = MappingProxyType(
+    {"aa": "autoattack", "auto-attack": "autoattack", "clean": "none"}
+)
 
 
 def canonical_name(name: str) -> str:

@@ -38,6 +38,32 @@ def _random_start(x: torch.Tensor, threat: ThreatModel, generator: torch.Generat
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NoAttack:
+    """No perturbation: ``assert_robust(model, "none", eps=0, min_acc=...)`` gates clean accuracy."""
+
+    @property
+    def name(self) -> str:
+        return "none"
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def describe(self) -> str:
+        return "no attack (clean inputs)"
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        *,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        return x.clone()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FGSM:
     """Fast Gradient Sign Method: one step of size eps along the gradient's sign (L2: direction)."""
 
