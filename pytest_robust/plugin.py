@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Callable, Generator, Iterator
@@ -34,6 +35,13 @@ CONFIG_KEY = pytest.StashKey["cfg.RobustConfig"]()
 
 #: ``user_properties`` name under which each result's JSON is recorded.
 PROPERTY = "pytest_robust.result"
+#: ``user_properties`` name of a suite's named finding (plain JSON: what was compared, the outcome).
+FINDING = "pytest_robust.finding"
+#: Where ``--robust-report`` without a value writes (relative to the invocation directory).
+DEFAULT_REPORT_DIR = "reports"
+
+MEMO_KEY = pytest.StashKey[dict[str, Any]]()
+RUN_ID_KEY = pytest.StashKey[str]()
 
 # option name, ini name, parser, default (None: the profile's), help
 _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
@@ -65,6 +73,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--robust-retrain", dest="robust_retrain", action="store_true", default=False,
         help="retrain cached models instead of loading them",
+    )
+    group.addoption(
+        "--robust-report", dest="robust_report", nargs="?", const=DEFAULT_REPORT_DIR, default=None,
+        metavar="DIR",
+        help=f"write an HTML report, results.json and results.csv to DIR/<run id>/ and point "
+        f"DIR/latest at it (default DIR: {DEFAULT_REPORT_DIR}/; write --robust-report=DIR to name one)",
     )
 
 
@@ -117,6 +131,42 @@ def pytest_configure(config: pytest.Config) -> None:
         "for one test",
     )
     config.stash[CONFIG_KEY] = resolve_config(config)
+    config.stash[MEMO_KEY] = {}
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "pytest_robust_run_id" in workerinput:
+        config.stash[RUN_ID_KEY] = str(workerinput["pytest_robust_run_id"])
+    else:
+        from pytest_robust.report.run import new_run_id
+
+        config.stash[RUN_ID_KEY] = new_run_id()
+    report_dir = config.getoption("robust_report")
+    if report_dir is not None and workerinput is None:
+        from pytest_robust.report.collector import ReportCollector
+
+        target = _report_dir(config, report_dir)
+        config.pluginmanager.register(ReportCollector(config, target), "pytest-robust-report")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "pytest-robust-xdist")
+
+
+def _report_dir(config: pytest.Config, value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = config.invocation_params.dir / path
+    if path.is_file() or (path.is_dir() and any(path.glob("test_*.py"))) or path.suffix == ".py":
+        raise pytest.UsageError(
+            f"--robust-report {value}: that looks like a test path, not a report folder. "
+            f"Put --robust-report after the test paths, or name the folder: --robust-report=DIR"
+        )
+    return path
+
+
+class _XdistHooks:
+    """Hand the controller's run id to every pytest-xdist worker (one id per run)."""
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["pytest_robust_run_id"] = node.config.stash[RUN_ID_KEY]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -285,8 +335,11 @@ def assert_robust(
     def record(result: RobustResult) -> None:
         request.node.user_properties.append((PROPERTY, json.dumps(result.to_json())))
 
+    memo = request.config.stash[MEMO_KEY]
+
     def bound(model: nn.Module, attack: Attack | str, **kwargs: Any) -> RobustResult:
         __tracebackhide__ = True
+        kwargs.setdefault("evaluator", functools.partial(memoised_evaluate, memo))
         if kwargs.get("data") is None:
             kwargs["data"] = request.getfixturevalue("robust_data")
         if kwargs.get("n") is None:
@@ -300,6 +353,46 @@ def assert_robust(
             return gate.assert_robust(model, attack, record=record, **kwargs)
 
     return bound
+
+
+def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset, attack: Attack | str,
+                      threat: Any, **kwargs: Any) -> Any:
+    """:func:`~pytest_robust.evaluate.evaluate`, reusing an earlier identical evaluation of this process.
+
+    Identical means: the same weights (fingerprint), data (fingerprint), attack configuration,
+    threat model, device, seed, batch size and number of examples. Evaluation is deterministic
+    for those, so reuse changes no number; it saves the findings tests from re-attacking models
+    that the per-model tests already attacked.
+    """
+    from pytest_robust.attacks import coerce_attack
+    from pytest_robust.evaluate import evaluate
+    from pytest_robust.models import model_fingerprint
+
+    attack_ = coerce_attack(attack)
+    key = json.dumps(
+        [model_fingerprint(model), data.fingerprint(), attack_.config(), threat.to_json(),
+         str(kwargs.get("device")), kwargs.get("seed"), kwargs.get("batch_size"), kwargs.get("examples", 0)],
+        sort_keys=True, default=str,
+    )
+    if key not in memo:
+        memo[key] = evaluate(model, data, attack_, threat, **kwargs)
+    return memo[key]
+
+
+@pytest.fixture
+def record_finding(request: pytest.FixtureRequest) -> Callable[..., bool]:
+    """``record_finding(name, claim=..., measured=..., holds=...)``: note a named finding for reports.
+
+    Stored as plain JSON in the test's ``user_properties`` (so it survives pytest-xdist), shown in
+    the report's Findings table; returns ``holds`` so a test can ``assert record_finding(...)``.
+    """
+
+    def record(name: str, *, claim: str, measured: str, holds: bool, **extra: Any) -> bool:
+        payload = {"name": name, "claim": claim, "measured": measured, "holds": bool(holds), **extra}
+        request.node.user_properties.append((FINDING, json.dumps(payload, sort_keys=True, default=str)))
+        return bool(holds)
+
+    return record
 
 
 # --- reporting ---------------------------------------------------------------------------------

@@ -1,0 +1,279 @@
+"""The results document (``results.json``, schema ``pytest-robust/results`` version 1) and its rows.
+
+Pure functions over plain JSON: the collector hands over one :class:`TestRecord` per test (with
+the robustness results the test recorded in ``user_properties``); :func:`build_document` turns
+them into the versioned document; :func:`rows_frame` into the pandas table of ``results.csv``.
+Nothing here depends on which process ran a test, so ``-n 2`` and ``-n 0`` give the same document
+apart from the ``run`` section and the timings. The schema is described field by field in
+``docs/results-schema.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from pytest_robust.threat import format_eps
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA: Final = "pytest-robust/results"
+SCHEMA_VERSION: Final = 1
+
+#: Attack names in increasing strength: the table's columns and the choice of "strongest".
+ATTACK_ORDER: Final = ("fgsm", "pgd", "autoattack")
+OUTCOMES: Final = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
+
+
+@dataclass(slots=True, kw_only=True)
+class TestRecord:
+    """What the collector saw of one test (all phases)."""
+
+    __test__ = False  # not a pytest test class
+
+    nodeid: str
+    outcome: str = "passed"
+    duration_s: float = 0.0
+    message: str = ""
+    longrepr: str = ""
+    results: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self, row_ids: list[int]) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "message": self.message,
+            "longrepr": self.longrepr,
+            "rows": row_ids,
+            "findings": self.findings,
+            "timings": {"duration_s": self.duration_s},
+        }
+
+
+def _metrics(labels: list[int], preds: list[int], scores: list[float]) -> tuple[float | None, float | None]:
+    """F1 (positive class: label 1) and ROC AUC (None when undefined: one class only)."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    if not labels or len(set(labels)) < 2:
+        return None, None
+    if max(labels) > 1:  # not a binary task: macro F1, no AUC from one score
+        return float(f1_score(labels, preds, average="macro", zero_division=0)), None
+    f1 = float(f1_score(labels, preds, pos_label=1, zero_division=0))
+    auc = float(roc_auc_score(labels, scores))
+    return f1, auc
+
+
+def _clean(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[str, Any]:
+    """One flat row per robustness result: what results.csv holds (per-sample data stays in the detail)."""
+    ev, vd, ctx = result["evaluation"], result["verdict"], result.get("context", {})
+    clean_f1, clean_auc = _metrics(ev["labels"], ev["clean_pred"], ev["clean_scores"])
+    adv_f1, adv_auc = _metrics(ev["labels"], ev["adv_pred"], ev["adv_scores"])
+    eps = float(ev["threat"]["eps"])
+    attack = ev["attack"]["name"] if eps > 0 else "none"
+    return {
+        "row": row_id,
+        "nodeid": record.nodeid,
+        "test_outcome": record.outcome,
+        "model": str(ctx.get("model") or _short(ev["model"]["fingerprint"])),
+        "arch": ctx.get("arch"),
+        "recipe": ctx.get("recipe"),
+        "attack": attack,
+        "attack_description": ev["attack_description"],
+        "norm": ev["threat"]["norm"],
+        "eps": eps,
+        "eps_label": format_eps(eps) if eps > 0 else "0",
+        "n": ev["n"],
+        "clean_acc": ev["clean_acc"],
+        "clean_f1": _clean(clean_f1),
+        "clean_auc": _clean(clean_auc),
+        "robust_acc": ev["robust_acc"],
+        "adv_f1": _clean(adv_f1),
+        "adv_auc": _clean(adv_auc),
+        "ci_low": vd["interval"][0],
+        "ci_high": vd["interval"][1],
+        "confidence": vd["confidence"],
+        "min_acc": result["min_acc"],
+        "policy": vd["policy"],
+        "gate_passed": vd["passed"],
+        "reason": vd["reason"],
+        "data_name": ev["data"]["name"],
+        "data_synthetic": bool(ev["data"].get("synthetic")),
+        "data_fingerprint": ev["data"]["fingerprint"],
+        "model_fingerprint": ev["model"]["fingerprint"],
+        "checkpoint_sha256": (ctx.get("checkpoint") or {}).get("weights_sha256"),
+        "seed": ev["seed"],
+        "device": ev["device"],
+        "timings": dict(ev["timings"]),
+    }
+
+
+def _short(fingerprint: str) -> str:
+    return f"model {fingerprint[:12]}"
+
+
+def build_document(
+    records: list[TestRecord], *, run: dict[str, Any], manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """The whole results document. Tests are sorted by node id (the same under any -n)."""
+    records = sorted(records, key=lambda r: r.nodeid)
+    rows: list[dict[str, Any]] = []
+    details: list[dict[str, Any]] = []
+    tests = []
+    for record in records:
+        ids = []
+        for result in record.results:
+            row = make_row(len(rows), record, result)
+            rows.append(row)
+            details.append(result)
+            ids.append(row["row"])
+        tests.append(record.to_json(ids))
+    counts = Counter(r.outcome for r in records)
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "run": run,
+        "manifest": manifest,
+        "summary": {
+            "tests": len(records),
+            "outcomes": {o: counts.get(o, 0) for o in OUTCOMES},
+            "passed": counts.get("failed", 0) == 0 and counts.get("error", 0) == 0,
+            "results": len(rows),
+            "synthetic_data": any(r["data_synthetic"] for r in rows),
+        },
+        "tests": tests,
+        "rows": rows,
+        "details": details,
+    }
+
+
+def rows_frame(document: dict[str, Any]) -> pd.DataFrame:
+    """All rows as a pandas table (timings flattened into ``time_*`` columns)."""
+    import pandas as pd
+
+    flat = []
+    for row in document["rows"]:
+        r = {k: v for k, v in row.items() if k != "timings"}
+        r.update({f"time_{k}": v for k, v in row["timings"].items()})
+        flat.append(r)
+    return pd.DataFrame(flat)
+
+
+def main_eps(rows: list[dict[str, Any]], preferred: float = 4 / 255) -> float | None:
+    """The eps of the table: ``preferred`` when some row has it, else the most common non-zero eps."""
+    eps_values = [r["eps"] for r in rows if r["eps"] > 0]
+    if not eps_values:
+        return None
+    if any(abs(e - preferred) < 1e-9 for e in eps_values):
+        return preferred
+    return float(Counter(eps_values).most_common(1)[0][0])
+
+
+def models_in_order(rows: list[dict[str, Any]]) -> list[str]:
+    """Model labels: reference architectures first (study order, standard before PGD-AT), then others."""
+    from pytest_robust.report.reference import TABLE_V
+
+    order = {key: i for i, key in enumerate(TABLE_V)}
+    seen: dict[str, tuple[int, str]] = {}
+    for r in rows:
+        key = (r["arch"], r["recipe"])
+        seen.setdefault(r["model"], (order.get(key, len(order)), r["model"]))
+    return [m for m, _ in sorted(seen.items(), key=lambda kv: kv[1])]
+
+
+def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Table V equivalent: one row per model, clean metrics and accuracy per attack at the main eps.
+
+    Each cell names the row it came from; with several rows for one cell (the same evaluation
+    recorded by two tests) the first wins — they are identical by construction.
+    """
+    from pytest_robust.report.reference import reference_row
+
+    rows = document["rows"]
+    eps = main_eps(rows)
+    table = []
+    for model in models_in_order(rows):
+        mine = [r for r in rows if r["model"] == model]
+        clean = next((r for r in mine if r["eps"] == 0), mine[0])
+        entry: dict[str, Any] = {
+            "model": model,
+            "arch": clean["arch"],
+            "recipe": clean["recipe"],
+            "n": clean["n"],
+            "clean_acc": clean["clean_acc"],
+            "clean_f1": clean["clean_f1"],
+            "clean_auc": clean["clean_auc"],
+            "eps": eps,
+            "attacks": {},
+        }
+        for attack in ATTACK_ORDER:
+            hit = next(
+                (r for r in mine if r["attack"] == attack and eps is not None and abs(r["eps"] - eps) < 1e-9),
+                None,
+            )
+            if hit is not None:
+                entry["attacks"][attack] = {
+                    "acc": hit["robust_acc"],
+                    "ci": [hit["ci_low"], hit["ci_high"]],
+                    "row": hit["row"],
+                    "f1": hit["adv_f1"],
+                    "auc": hit["adv_auc"],
+                }
+        ref = reference_row(clean["arch"], clean["recipe"])
+        entry["reference"] = (
+            None
+            if ref is None
+            else {
+                "clean_acc": ref.clean_acc,
+                "clean_f1": ref.clean_f1,
+                "clean_auc": ref.clean_auc,
+                "fgsm": ref.fgsm_acc,
+                "pgd": ref.pgd_acc,
+                "autoattack": ref.autoattack_acc,
+            }
+        )
+        table.append(entry)
+    return table
+
+
+def strongest_row(document: dict[str, Any], model: str) -> dict[str, Any] | None:
+    """The row of ``model``'s strongest attack at the main eps (AutoAttack > PGD > FGSM)."""
+    rows = document["rows"]
+    eps = main_eps(rows)
+    mine = [r for r in rows if r["model"] == model and eps is not None and abs(r["eps"] - eps) < 1e-9]
+    for attack in reversed(ATTACK_ORDER):
+        for r in mine:
+            if r["attack"] == attack:
+                return dict(r)
+    return dict(mine[0]) if mine else None
+
+
+def eps_curves(document: dict[str, Any]) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Per model, (eps, robust acc, CI low, CI high) under PGD (the attack with most eps values),
+    with the clean accuracy at eps 0."""
+    rows = document["rows"]
+    curves: dict[str, list[tuple[float, float, float, float]]] = {}
+    for model in models_in_order(rows):
+        mine = [r for r in rows if r["model"] == model]
+        by_attack = Counter(r["attack"] for r in mine if r["eps"] > 0)
+        if not by_attack:
+            continue
+        attack = max(
+            by_attack, key=lambda a: (by_attack[a], ATTACK_ORDER.index(a) if a in ATTACK_ORDER else -1)
+        )
+        points: dict[float, tuple[float, float, float, float]] = {}
+        clean = mine[0]
+        points[0.0] = (0.0, clean["clean_acc"], clean["clean_acc"], clean["clean_acc"])
+        for r in mine:
+            if r["attack"] == attack and r["eps"] > 0:
+                points.setdefault(r["eps"], (r["eps"], r["robust_acc"], r["ci_low"], r["ci_high"]))
+        if len(points) > 2:
+            curves[model] = [points[e] for e in sorted(points)]
+    return curves
