@@ -16,10 +16,21 @@ nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
 
 
+def install_chromium(session: nox.Session) -> None:
+    """Debian's Chromium for the HTML report's rendering test, installed when missing.
+
+    .ci/install-chromium never fails: without root, apt-get or a network it says so, and the
+    rendering test skips. The playwright package (in the test extra) drives this system browser;
+    `playwright install` is never run.
+    """
+    session.run("bash", ".ci/install-chromium", external=True)
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the project's tests (pass extra pytest arguments after --)."""
     session.install("-e", ".[test]")
+    install_chromium(session)
     session.run("pytest", *session.posargs)
 
 
