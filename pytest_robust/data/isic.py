@@ -214,7 +214,7 @@ def _normalise(value: str) -> str:
 
 
 def _read_metadata(path: Path) -> tuple[set[str], list[dict[str, str]]]:
-    import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the environment
+    import pandas as pd
 
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
