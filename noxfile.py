@@ -1,7 +1,7 @@
 """Development sessions. Dependencies come from pyproject.toml's extras, nowhere else.
 
     nox -s tests       # the project's tests
-    nox -s suites      # the quick-start acceptance suite on the synthetic default
+    nox -s suites      # the acceptance suites with the HTML report, on the synthetic default
     nox -s lint        # ruff
     nox -s typecheck   # mypy --strict
     nox -s bench       # benchmarks (pytest-benchmark), numbers go to BENCHMARKS.md
@@ -36,9 +36,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def suites(session: nox.Session) -> None:
-    """Run the acceptance suites on the embedded synthetic data (or --robust-data PATH)."""
+    """Run the acceptance suites with the report (synthetic data; pass --robust-data PATH after --)."""
     session.install("-e", ".")
-    session.run("pytest", "suites/", *session.posargs)
+    session.run("pytest", "suites/", "--robust-report", *session.posargs)
 
 
 @nox.session(python=PYTHON)

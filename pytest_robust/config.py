@@ -69,7 +69,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             batch_size=128,
             budgets=AttackBudgets(
                 pgd_steps=20, pgd_rel_step_size=0.5, pgd_restarts=1,
-                apgd_steps=25, apgd_restarts=1, square_queries=250,
+                apgd_steps=25, apgd_restarts=1, square_queries=100,
             ),
         ),
         "paper": Profile(

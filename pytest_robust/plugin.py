@@ -212,7 +212,8 @@ def robust_device(pytestconfig: pytest.Config) -> torch.device:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _load_split(rc: cfg.RobustConfig, split: str) -> ImageDataset:
+def load_default_split(rc: cfg.RobustConfig, split: str) -> ImageDataset:
+    """The plugin's default data: ``rc.data`` (its train/ or test/ split) or the synthetic set."""
     size = rc.profile.image_size
     if rc.data is None:
         from pytest_robust.data.synthetic import generate_synthetic
@@ -233,13 +234,13 @@ def _load_split(rc: cfg.RobustConfig, split: str) -> ImageDataset:
 @pytest.fixture(scope="session")
 def robust_data(pytestconfig: pytest.Config, robust_device: torch.device) -> ImageDataset:
     """The evaluation data: ``--robust-data`` (its test/ split when present) or the synthetic set."""
-    return _load_split(pytestconfig.stash[CONFIG_KEY], "test")
+    return load_default_split(pytestconfig.stash[CONFIG_KEY], "test")
 
 
 @pytest.fixture(scope="session")
 def robust_train_data(pytestconfig: pytest.Config, robust_device: torch.device) -> ImageDataset:
     """Training data for the default models: the folder's train/ split or the synthetic train set."""
-    return _load_split(pytestconfig.stash[CONFIG_KEY], "train")
+    return load_default_split(pytestconfig.stash[CONFIG_KEY], "train")
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_robust.data.dataset import ImageDataset
+from pytest_robust.plugin import CONFIG_KEY, load_default_split
 
 pytest_plugins = ["fixtures.isic"]
 
@@ -16,6 +17,11 @@ def robust_data(isic_test: ImageDataset) -> ImageDataset:
 
 
 @pytest.fixture(scope="session")
-def robust_train_data(isic_train: ImageDataset) -> ImageDataset:
-    """The quick-start models train on the ISIC training split (synthetic stand-in by default)."""
+def robust_train_data(request: pytest.FixtureRequest) -> ImageDataset:
+    """The quick-start models train on the ISIC training split with --robust-data (decoded once,
+    at the profile's resolution), else on the plugin's synthetic training set (2048 images)."""
+    rc = request.config.stash[CONFIG_KEY]
+    if rc.data is None:
+        return load_default_split(rc, "train")
+    isic_train: ImageDataset = request.getfixturevalue("isic_train")
     return isic_train

@@ -143,3 +143,36 @@ def test_rows_metrics_and_table() -> None:
     assert table[0]["reference"]["pgd"] == pytest.approx(0.0091)
     frame = res.rows_frame(doc)
     assert frame.loc[0, "time_total_s"] == 1.0
+
+
+def test_markdown_table_puts_the_study_beside_the_run() -> None:
+    from pytest_robust.report.markdown import table
+
+    ev = {
+        "threat": {"norm": "Linf", "eps": 4 / 255},
+        "attack": {"name": "autoattack"},
+        "attack_description": "AA",
+        "n": 2,
+        "clean_acc": 1.0,
+        "robust_acc": 0.5,
+        "labels": [0, 1],
+        "clean_pred": [0, 1],
+        "adv_pred": [0, 0],
+        "clean_scores": [0.1, 0.9],
+        "adv_scores": [0.1, 0.4],
+        "data": {"name": "d", "synthetic": False, "fingerprint": "f", "classes": ["b", "m"]},
+        "model": {"fingerprint": "0" * 64},
+        "seed": 0,
+        "device": "cpu",
+        "timings": {},
+    }
+    result = {
+        "evaluation": ev,
+        "verdict": {"interval": [0.1, 0.9], "confidence": 0.95, "policy": "p", "passed": True, "reason": "r"},
+        "min_acc": 0.0,
+        "context": {"model": "convnext_tiny PGD-AT", "arch": "convnext_tiny", "recipe": "pgd-at"},
+    }
+    doc = res.build_document([res.TestRecord(nodeid="t", results=[result])], run={}, manifest={})
+    text = table(doc)
+    assert "| convnext_tiny PGD-AT | 100.0 (82.3) |" in text
+    assert "50.0 [10.0, 90.0] (73.8)" in text

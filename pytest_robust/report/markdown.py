@@ -1,0 +1,73 @@
+"""A results.json as a Markdown table next to the study's Table V (for docs and pull requests).
+
+python -m pytest_robust.report.markdown reports/latest/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_robust.report import results as res
+from pytest_robust.threat import format_eps
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _cell(value: str, ref: dict[str, float], key: str, fmt: Any) -> str:
+    return f"{value} ({fmt(ref[key])})" if key in ref else value
+
+
+def table(document: dict[str, Any]) -> str:
+    """One line per model: this run's value, then the study's in parentheses."""
+    rows = res.model_table(document)
+    if not rows:
+        return "(no results)\n"
+    head = (
+        "| model | clean acc | clean F1 | clean AUC | FGSM acc | PGD-20 acc | AutoAttack acc |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for t in rows:
+        ref = t["reference"] or {}
+        attacks = t["attacks"]
+        cells = [
+            _cell(_pct(t["clean_acc"]), ref, "clean_acc", _pct),
+            _cell(_num(t["clean_f1"]), ref, "clean_f1", _num),
+            _cell(_num(t["clean_auc"]), ref, "clean_auc", _num),
+        ]
+        for a in res.ATTACK_ORDER:
+            value = "–"
+            if a in attacks:
+                lo, hi = attacks[a]["ci"]
+                value = f"{_pct(attacks[a]['acc'])} [{_pct(lo)}, {_pct(hi)}]"
+            cells.append(_cell(value, ref, a, _pct))
+        lines.append("| " + " | ".join([t["model"], *cells]) + " |")
+    eps = rows[0]["eps"]
+    note = (
+        f"\nAccuracy in %, Linf eps {format_eps(eps) if eps else '–'}, n = {rows[0]['n']} per model; "
+        "brackets: 95% Clopper–Pearson interval; parentheses: the reference study's Table V.\n"
+    )
+    return head + "\n".join(lines) + "\n" + note
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("results", type=Path, help="a results.json written by --robust-report")
+    args = parser.parse_args(argv)
+    document = json.loads(args.results.read_text(encoding="utf-8"))
+    sys.stdout.write(table(document))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
