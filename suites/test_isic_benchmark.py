@@ -75,12 +75,18 @@ class Thresholds:
 
 _PGD_MASKED = (
     "PGD-20 (random start, step eps/2) gets weaker as eps grows on MobileNetV2 and EfficientNet-B2 at "
-    "32 px, e.g. 4.3% robust at 2/255 but 35.5% at 8/255; AutoAttack at 4/255 leaves 0-3%: PGD "
-    "underestimates their vulnerability (gradient masking), gate them with AutoAttack"
+    "32 px (ISIC: MobileNetV2 1.6% robust at 4/255 but 7.4% at 8/255, EfficientNet-B2 9.0% -> 18.4%) "
+    "while AutoAttack at 4/255 leaves 0.0%: PGD underestimates their vulnerability (gradient "
+    "masking); gate them with AutoAttack"
 )
 _AT_WEAK = (
-    "2 epochs of PGD-AT fine-tuning at 32 px leave MobileNetV2 and EfficientNet-B2 nearly defenceless "
-    "(AutoAttack 0-3%), as the study found them 'nearly defenceless' after PGD-AT"
+    "2 epochs of PGD-AT fine-tuning at 32 px leave EfficientNet-B2 nearly defenceless (ISIC: +6.6 "
+    "points under PGD-20, 2.0% under AutoAttack; synthetic: -4.7 points), as the study found "
+    "MobileNetV2 and EfficientNet-B2 after PGD-AT"
+)
+_EFFNET_AT_DEGENERATE = (
+    "EfficientNet-B2 + PGD-AT degenerates towards one class (ISIC: 60.9% accuracy, F1 0.29; "
+    "synthetic: 48.4% with 50% majority; the study: 46.5% accuracy, AUC 0.39)"
 )
 
 #: One place for every threshold, per profile (``--robust-profile``).
@@ -95,6 +101,7 @@ THRESHOLDS: dict[str, Thresholds] = {
         monotone_slack=0.02,
         why="the study's own numbers, with margin: standard <= 15.2% under PGD, AT gains >= 19.6 points, "
         "ConvNeXt PGD-AT 73.8% under AutoAttack",
+        expected_failures={"majority:efficientnet_b2-pgd-at": _EFFNET_AT_DEGENERATE},
     ),
     # 32 px, 6 epochs from scratch, PGD-AT fine-tuned for 2 epochs (recipes.CI); n = 256.
     "ci": Thresholds(
@@ -112,10 +119,10 @@ THRESHOLDS: dict[str, Thresholds] = {
             "monotone:mobilenetv2_100-pgd-at": _PGD_MASKED,
             "monotone:efficientnet_b2-standard": _PGD_MASKED,
             "monotone:efficientnet_b2-pgd-at": _PGD_MASKED,
-            "at_gain:mobilenetv2_100": _AT_WEAK,
             "at_gain:efficientnet_b2": _AT_WEAK,
-            "collapse:convnext_tiny": "standard ConvNeXt-Tiny at 32 px keeps 44-48% under PGD-20 at 4/255 "
-            "(the study: 15.2% at 224 px)",
+            "majority:efficientnet_b2-pgd-at": _EFFNET_AT_DEGENERATE,
+            "collapse:convnext_tiny": "standard ConvNeXt-Tiny at 32 px keeps 39% (ISIC) to 68% (synthetic) "
+            "under PGD-20 at 4/255 (the study: 15.2% at 224 px)",
         },
     ),
     # Seconds: 1 epoch on 64 images, 64 test images. The mechanics run; the findings are not expected to.
@@ -184,9 +191,11 @@ def test_clean_accuracy_beats_the_majority_class(measure, thresholds, arch: str,
     thresholds.require_findings()
     labels = result.evaluation.labels
     majority = max(labels.count(c) for c in set(labels)) / len(labels)
-    assert result.clean_acc > majority, (
+    thresholds.check(
+        f"majority:{arch}-{recipe}",
+        result.clean_acc > majority,
         f"{label(arch, recipe)}: clean accuracy {result.clean_acc:.3f} does not beat the majority class "
-        f"({majority:.3f}): the model learned nothing usable (degenerate training)"
+        f"({majority:.3f}): the model learned nothing usable (degenerate training)",
     )
 
 
