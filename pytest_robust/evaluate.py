@@ -189,11 +189,13 @@ def evaluate(
     batch_size: int = 128,
     progress: bool | None = None,
     examples: int = 0,
+    model_sha256: str | None = None,
 ) -> EvalResult:
     """Measure clean and robust correctness of ``model`` on every sample of ``data``.
 
     ``examples``: keep up to that many attacked samples (images and predictions) for a report's
-    gallery, successful attacks first, the classes in turn.
+    gallery, successful attacks first, the classes in turn. ``model_sha256``: the model's
+    fingerprint when the caller already computed it (hashing large weights takes a moment).
     """
     attack = coerce_attack(attack)
     if attack.name == "none" and threat.eps > 0:
@@ -288,7 +290,7 @@ def evaluate(
         model={
             "class": type(model).__name__,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "fingerprint": model_fingerprint(model),
+            "fingerprint": model_sha256 or model_fingerprint(model),
         },
         device=str(target),
         seed=seed,

@@ -370,13 +370,14 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     from pytest_robust.models import model_fingerprint
 
     attack_ = coerce_attack(attack)
+    weights = model_fingerprint(model)
     key = json.dumps(
-        [model_fingerprint(model), data.fingerprint(), attack_.config(), threat.to_json(),
+        [weights, data.fingerprint(), attack_.config(), threat.to_json(),
          str(kwargs.get("device")), kwargs.get("seed"), kwargs.get("batch_size"), kwargs.get("examples", 0)],
         sort_keys=True, default=str,
     )
     if key not in memo:
-        memo[key] = evaluate(model, data, attack_, threat, **kwargs)
+        memo[key] = evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
     return memo[key]
 
 

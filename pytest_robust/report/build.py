@@ -59,9 +59,10 @@ def manifest(collector: ReportCollector, details: list[dict[str, Any]]) -> dict[
     )
     attacks = _unique([{"config": e["attack"], "description": e["attack_description"]} for e in evaluations])
     training = TRAINING_PROFILES.get(rc.profile.name)
+    versions = package_versions()
     return {
-        "pytest_robust": package_versions().get("pytest-robust"),
-        "versions": package_versions(),
+        "pytest_robust": versions.get("pytest-robust"),
+        "versions": versions,
         "torch": torch_info(),
         "platform": platform_info(),
         "config": {**rc.to_json(), "retrain": rc.retrain, "cache_dir": str(rc.resolved_cache_dir())},

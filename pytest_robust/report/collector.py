@@ -92,7 +92,7 @@ _RANK = {o: i for i, o in enumerate(("passed", "skipped", "xpassed", "xfailed", 
 
 
 def _worse(new: str, old: str) -> bool:
-    return _RANK.get(new, 0) > _RANK.get(old, 0) or old == "passed"
+    return _RANK.get(new, 0) > _RANK.get(old, 0)
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
