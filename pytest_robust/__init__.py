@@ -15,6 +15,11 @@ _EXPORTS = {
     "assert_robust": "pytest_robust.gate",
     "RobustResult": "pytest_robust.gate",
     "RobustnessFailure": "pytest_robust.gate",
+    "UnsoundEvaluation": "pytest_robust.gate",
+    "Ensemble": "pytest_robust.attacks",
+    "worst_case": "pytest_robust.evaluate",
+    "SoundnessConfig": "pytest_robust.soundness",
+    "Check": "pytest_robust.soundness",
     "PointEstimate": "pytest_robust.gate",
     "LowerConfidenceBound": "pytest_robust.gate",
     "Policy": "pytest_robust.gate",
@@ -42,6 +47,8 @@ __all__ = [
     "FGSM",
     "PGD",
     "AutoAttack",
+    "Check",
+    "Ensemble",
     "EvalResult",
     "ImageDataset",
     "LowerConfidenceBound",
@@ -56,7 +63,9 @@ __all__ = [
     "RobustModelError",
     "RobustResult",
     "RobustnessFailure",
+    "SoundnessConfig",
     "ThreatModel",
+    "UnsoundEvaluation",
     "Verdict",
     "__version__",
     "assert_robust",
@@ -64,6 +73,7 @@ __all__ = [
     "generate_synthetic",
     "load_image_folder",
     "make_attack",
+    "worst_case",
 ]
 
 
@@ -75,7 +85,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from pytest_robust.attacks import FGSM, PGD, AutoAttack, make_attack
+    from pytest_robust.attacks import FGSM, PGD, AutoAttack, Ensemble, make_attack
     from pytest_robust.data.dataset import ImageDataset
     from pytest_robust.data.folder import load_image_folder
     from pytest_robust.data.synthetic import generate_synthetic
@@ -86,15 +96,17 @@ if TYPE_CHECKING:
         RobustError,
         RobustModelError,
     )
-    from pytest_robust.evaluate import EvalResult, evaluate
+    from pytest_robust.evaluate import EvalResult, evaluate, worst_case
     from pytest_robust.gate import (
         LowerConfidenceBound,
         PointEstimate,
         Policy,
         RobustnessFailure,
         RobustResult,
+        UnsoundEvaluation,
         Verdict,
         assert_robust,
     )
     from pytest_robust.models import NormalizedModel
+    from pytest_robust.soundness import Check, SoundnessConfig
     from pytest_robust.threat import Norm, ThreatModel

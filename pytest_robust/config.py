@@ -118,6 +118,10 @@ class RobustConfig:
     cache_dir: Path | None = None
     retrain: bool = False
     threads: int | None = None
+    #: soundness policy of the gate: ``strict`` (a failed check fails the gate) or ``warn``
+    soundness: str = "strict"
+    #: the model under test is declared random (marker only): evaluated as the mean of its draws
+    randomized: bool = False
 
     @property
     def n_eval(self) -> int | None:
@@ -128,8 +132,9 @@ class RobustConfig:
         return self.cache_dir if self.cache_dir is not None else default_cache_dir()
 
     def with_overrides(self, **kwargs: Any) -> RobustConfig:
-        """A copy with marker overrides applied (``n``, ``seed``, ``profile``, ``device``)."""
-        allowed = {"n", "seed", "profile", "device"}
+        """A copy with marker overrides applied (``n``, ``seed``, ``profile``, ``device``,
+        ``soundness``, ``randomized``)."""
+        allowed = {"n", "seed", "profile", "device", "soundness", "randomized"}
         unknown = set(kwargs) - allowed
         if unknown:
             raise RobustConfigError(
@@ -144,6 +149,12 @@ class RobustConfig:
             values["profile"] = parse_profile(str(kwargs["profile"]))
         if "device" in kwargs:
             values["device"] = parse_device(str(kwargs["device"]))
+        if "soundness" in kwargs:
+            values["soundness"] = parse_soundness(str(kwargs["soundness"]))
+        if "randomized" in kwargs:
+            if not isinstance(kwargs["randomized"], bool):
+                raise RobustConfigError(f"randomized must be True or False, got {kwargs['randomized']!r}")
+            values["randomized"] = kwargs["randomized"]
         return replace(self, **values)
 
     def to_json(self) -> dict[str, Any]:
@@ -153,6 +164,7 @@ class RobustConfig:
             "seed": self.seed,
             "n": self.n_eval,
             "data": str(self.data) if self.data is not None else None,
+            "soundness": self.soundness,
         }
 
 
@@ -161,6 +173,17 @@ class RobustConfig:
 
 def _fail(message: str) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(message)
+
+
+SOUNDNESS_MODES = ("strict", "warn")
+
+
+def parse_soundness(text: str) -> str:
+    """``strict`` (a failed soundness check fails the gate) or ``warn`` (marks the result unsound)."""
+    value = text.strip().lower()
+    if value not in SOUNDNESS_MODES:
+        raise _fail(f"unknown soundness policy {text!r}; valid: {', '.join(SOUNDNESS_MODES)}")
+    return value
 
 
 def parse_profile(text: str) -> Profile:

@@ -1,8 +1,9 @@
 """Run a model over data under an attack: the pure core of every robustness test (no pytest).
 
 Data flow: clean pass over all samples → attack only the still-correct samples → check every
-adversarial input against the threat model → adversarial pass. A sample is robust when it is
-correct on the clean input AND on its adversarial input.
+adversarial input against the threat model → adversarial pass → soundness checks
+(:mod:`pytest_robust.soundness`). A sample is robust when it is correct on the clean input AND on
+its adversarial input.
 """
 
 from __future__ import annotations
@@ -10,18 +11,39 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from pytest_robust.attacks import Attack, coerce_attack
+from pytest_robust.attacks import Attack, AttackOutcome, coerce_attack, run_attack
+from pytest_robust.attacks.base import require_gradient_path
 from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.errors import RobustConfigError, RobustDataError, RobustModelError
 from pytest_robust.examples import Example, make_example, pick
-from pytest_robust.models import eval_mode, model_device, model_fingerprint, resolve_device
+from pytest_robust.models import (
+    ExpectationModel,
+    behaviour_fingerprint,
+    eval_mode,
+    model_device,
+    model_fingerprint,
+    resolve_device,
+    structure_fingerprint,
+)
 from pytest_robust.perturbation import check_perturbation
+from pytest_robust.soundness import (
+    SKIP,
+    Check,
+    SoundnessConfig,
+    black_box_check,
+    ensemble_order_check,
+    flags_check,
+    model_checks,
+    spread,
+    unbounded_check,
+)
 from pytest_robust.threat import Norm, ThreatModel, format_eps
 
 
@@ -46,6 +68,21 @@ class EvalResult:
     timings: dict[str, float]
     versions: dict[str, str]
     examples: tuple[Example, ...] = ()
+    #: the soundness checks of this evaluation (empty when they were switched off)
+    checks: tuple[Check, ...] = ()
+    #: per sample, the (sub-)attack that broke it ("" when none did or it was not attacked)
+    broken_by: tuple[str, ...] = ()
+    #: the soundness configuration the checks ran with
+    soundness: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sound(self) -> bool:
+        """No soundness check failed."""
+        return not any(c.failed for c in self.checks)
+
+    @property
+    def failed_checks(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.failed)
 
     @property
     def n(self) -> int:
@@ -89,6 +126,10 @@ class EvalResult:
             "timings": self.timings,
             "versions": self.versions,
             "examples": [e.to_json() for e in self.examples],
+            "sound": self.sound,
+            "checks": [c.to_json() for c in self.checks],
+            "broken_by": list(self.broken_by),
+            "soundness": self.soundness,
         }
 
     @classmethod
@@ -111,6 +152,9 @@ class EvalResult:
             timings={k: float(v) for k, v in d["timings"].items()},
             versions={k: str(v) for k, v in d["versions"].items()},
             examples=tuple(Example.from_json(e) for e in d.get("examples", ())),
+            checks=tuple(Check.from_json(c) for c in d.get("checks", ())),
+            broken_by=tuple(str(b) for b in d.get("broken_by", ())),
+            soundness=dict(d.get("soundness", {})),
         )
 
 
@@ -190,14 +234,20 @@ def evaluate(
     progress: bool | None = None,
     examples: int = 0,
     model_sha256: str | None = None,
+    soundness: SoundnessConfig | None = None,
 ) -> EvalResult:
-    """Measure clean and robust correctness of ``model`` on every sample of ``data``.
+    """Measure clean and robust correctness of ``model`` on every sample of ``data``, then check it.
 
     ``examples``: keep up to that many attacked samples (images and predictions) for a report's
     gallery, successful attacks first, the classes in turn. ``model_sha256``: the model's
     fingerprint when the caller already computed it (hashing large weights takes a moment).
+    ``soundness``: the checks' configuration (default :class:`SoundnessConfig`); a model declared
+    ``randomized`` there is evaluated as the mean of its draws. The global torch RNG is seeded with
+    ``seed`` for the evaluation (and restored after), so a randomized model gives the same numbers
+    on every run.
     """
     attack = coerce_attack(attack)
+    cfg = soundness or SoundnessConfig()
     if attack.name == "none" and threat.eps > 0:
         raise RobustConfigError(
             f"attack 'none' measures clean accuracy: use eps=0, not eps={format_eps(threat.eps)}"
@@ -211,6 +261,11 @@ def evaluate(
             )
     target = resolve_device(device)
     original_device = model_device(model)
+    attacked: nn.Module = ExpectationModel(model, cfg.draws) if cfg.randomized else model
+    broken_by: list[str] = []
+    flags: list[str] = []
+    parts: tuple[dict[str, Any], ...] = ()
+    first_attacked = -1
     generator = torch.Generator().manual_seed(seed)
     n = len(data)
     labels, clean_pred, adv_pred, clean_ok, robust_ok = [], [], [], [], []
@@ -223,8 +278,10 @@ def evaluate(
     from tqdm.auto import tqdm
 
     model.to(target)
+    devices = [target.index or 0] if target.type == "cuda" else []
     try:
-        with eval_mode(model):
+        with eval_mode(model), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
             batches = range(0, n, batch_size)
             bar = tqdm(
                 batches, desc=f"{attack.name} {threat.describe()}", unit="batch",
@@ -234,7 +291,7 @@ def evaluate(
                 x = data.images[start : start + batch_size].to(target)
                 y = data.labels[start : start + batch_size].to(target)
                 t1 = time.perf_counter()
-                logits = _logits(model, x, data.num_classes, "clean")
+                logits = _logits(attacked, x, data.num_classes, "clean")
                 pred = logits.argmax(dim=1)
                 correct = pred == y
                 t2 = time.perf_counter()
@@ -243,11 +300,24 @@ def evaluate(
                 a_pred, a_score = pred.clone(), clean_score.clone()
                 robust = correct.clone()
                 idx = correct.nonzero().flatten()
+                batch_broken = [""] * x.shape[0]
+                if first_attacked < 0 and idx.numel():
+                    first_attacked = start
                 if idx.numel() and threat.eps > 0:
                     x_sel, y_sel = x[idx], y[idx]
-                    x_adv = attack.perturb(model, x_sel, y_sel, threat, generator=generator)
+                    if start == first_attacked:
+                        require_gradient_path(attacked, x_sel[:2])
+                    outcome = run_attack(attack, attacked, x_sel, y_sel, threat, generator=generator)
+                    x_adv = outcome.x_adv
                     check_perturbation(x_adv, x_sel, threat, attack=attack.describe())
-                    adv_logits = _logits(model, x_adv, data.num_classes, "adversarial")
+                    adv_logits = _logits(attacked, x_adv, data.num_classes, "adversarial")
+                    flags += outcome.flags
+                    parts = parts or outcome.parts
+                    fooled = (adv_logits.argmax(dim=1) != y_sel).tolist()
+                    for j, i in enumerate(idx.tolist()):
+                        if fooled[j]:
+                            label = outcome.broken_by[j] if outcome.broken_by else ""
+                            batch_broken[i] = label or attack.name
                     a_pred[idx] = adv_logits.argmax(dim=1)
                     a_score[idx] = _score(adv_logits)
                     robust[idx] = a_pred[idx] == y_sel
@@ -257,6 +327,7 @@ def evaluate(
                             y=y_sel, clean_logits=logits[idx], adv_logits=adv_logits, eps=threat.eps,
                         )
                 t_attack += time.perf_counter() - t2
+                broken_by += batch_broken
                 labels += y.tolist()
                 clean_pred += pred.tolist()
                 adv_pred += a_pred.tolist()
@@ -264,6 +335,21 @@ def evaluate(
                 robust_ok += robust.tolist()
                 clean_scores += clean_score.tolist()
                 adv_scores += a_score.tolist()
+            t3 = time.perf_counter()
+            checks: tuple[Check, ...] = ()
+            probe = data.images[: min(8, n)].to(target)
+            fingerprints = {
+                "structure": structure_fingerprint(model),
+                "behaviour": behaviour_fingerprint(attacked, probe),
+            }
+            if cfg.enabled:
+                checks = _soundness_checks(
+                    model, attacked, attack, data, threat, cfg, seed=seed, target=target,
+                    clean_ok=clean_ok, robust_ok=robust_ok,
+                    outcome=AttackOutcome(x_adv=probe, broken_by=tuple(broken_by), flags=tuple(flags),
+                                          parts=parts),
+                )
+            t_checks = time.perf_counter() - t3
     finally:
         model.to(original_device)
     total = time.perf_counter() - t0
@@ -291,12 +377,110 @@ def evaluate(
             "class": type(model).__name__,
             "parameters": sum(p.numel() for p in model.parameters()),
             "fingerprint": model_sha256 or model_fingerprint(model),
+            **fingerprints,
+            "randomized": cfg.randomized,
+            **({"draws": cfg.draws} if cfg.randomized else {}),
         },
         device=str(target),
         seed=seed,
-        timings={"clean_s": t_clean, "attack_s": t_attack, "total_s": total},
+        timings={"clean_s": t_clean, "attack_s": t_attack, "checks_s": t_checks, "total_s": total},
         versions=library_versions(),
         examples=pick(flipped, examples) or pick(held, examples),
+        checks=checks,
+        broken_by=tuple(broken_by),
+        soundness=cfg.to_json(),
+    )
+
+
+def _soundness_checks(
+    raw: nn.Module, attacked: nn.Module, attack: Attack, data: ImageDataset, threat: ThreatModel,
+    cfg: SoundnessConfig, *, seed: int, target: torch.device, clean_ok: Sequence[bool],
+    robust_ok: Sequence[bool], outcome: AttackOutcome,
+) -> tuple[Check, ...]:
+    """Every per-evaluation check of :mod:`pytest_robust.soundness`, on the clean-correct samples."""
+    correct = [i for i, ok in enumerate(clean_ok) if ok]
+    probe = spread(correct, cfg.probe_samples)
+    x_probe = data.images[probe].to(target)
+    y_probe = data.labels[probe].to(target)
+    no_attack = attack.name == "none" or threat.eps == 0
+    checks = model_checks(raw, attacked, x_probe, y_probe, threat, attack.config(), cfg)
+    if no_attack:
+        skip = {"gradient", "saturation", "output-form"}
+        return tuple(Check(name=c.name, status=SKIP, summary=f"not relevant without an attack ({c.summary})")
+                     if c.name in skip else c for c in checks)
+    few = spread(correct, cfg.attack_samples)
+    checks.append(unbounded_check(attacked, attack, data.images[few].to(target), data.labels[few].to(target),
+                                  threat, cfg, seed))
+    x_all, y_all = data.images[correct].to(target), data.labels[correct].to(target)
+    sub = AttackOutcome(x_adv=x_all[:0], broken_by=tuple(outcome.broken_by[i] for i in correct),
+                        flags=outcome.flags, parts=outcome.parts)
+    robust = [robust_ok[i] for i in correct]
+    checks.append(black_box_check(attacked, attack, sub, x_all, y_all, robust, threat, cfg, seed))
+    order = ensemble_order_check(attacked, attack, sub, x_all, y_all, threat, cfg, seed)
+    if order is not None:
+        checks.append(order)
+    checks.append(flags_check(sub, attack, randomized=cfg.randomized))
+    return tuple(checks)
+
+
+def worst_case(results: Sequence[EvalResult]) -> EvalResult:
+    """The pointwise worst case over evaluations of one model on the same samples at one threat.
+
+    A sample is robust only if it is robust under every one of ``results``; its adversarial
+    prediction and score come from the first evaluation that broke it. Checks of every
+    evaluation are kept (their summaries name the attack).
+    """
+    if not results:
+        raise RobustConfigError("worst_case needs at least one evaluation")
+    first = results[0]
+    for r in results[1:]:
+        if r.labels != first.labels or r.data.get("fingerprint") != first.data.get("fingerprint"):
+            raise RobustConfigError("worst_case: the evaluations are not on the same samples")
+        if r.threat != first.threat:
+            raise RobustConfigError(
+                f"worst_case: the evaluations are at different threat models ({first.threat.describe()} "
+                f"vs {r.threat.describe()})"
+            )
+        if r.model.get("fingerprint") != first.model.get("fingerprint"):
+            raise RobustConfigError("worst_case: the evaluations are of different models")
+    adv_pred = list(first.adv_pred)
+    adv_scores = list(first.adv_scores)
+    robust = list(first.robust_correct)
+    broken_by = list(first.broken_by) or [""] * first.n
+    for r in results[1:]:
+        for i in range(first.n):
+            if robust[i] and not r.robust_correct[i]:
+                robust[i] = False
+                adv_pred[i] = r.adv_pred[i]
+                adv_scores[i] = r.adv_scores[i]
+                broken_by[i] = f"{r.attack['name']}:{r.broken_by[i]}" if r.broken_by and r.broken_by[i] \
+                    else str(r.attack["name"])
+    checks = tuple(
+        Check(name=c.name, status=c.status, summary=f"[{r.attack['name']}] {c.summary}", measured=c.measured,
+              threshold=c.threshold, why=c.why, fix=c.fix)
+        for r in results for c in r.checks
+    )
+    timings = {k: sum(r.timings.get(k, 0.0) for r in results) for k in first.timings}
+    return EvalResult(
+        threat=first.threat,
+        attack={"name": "worst-case", "attacks": [r.attack for r in results]},
+        attack_description="worst case of " + " + ".join(r.attack_description for r in results),
+        labels=first.labels,
+        clean_pred=first.clean_pred,
+        adv_pred=tuple(adv_pred),
+        clean_correct=first.clean_correct,
+        robust_correct=tuple(robust),
+        clean_scores=first.clean_scores,
+        adv_scores=tuple(adv_scores),
+        data=first.data,
+        model=first.model,
+        device=first.device,
+        seed=first.seed,
+        timings=timings,
+        versions=first.versions,
+        checks=checks,
+        broken_by=tuple(broken_by),
+        soundness=first.soundness,
     )
 
 
@@ -319,4 +503,4 @@ def _keep_examples(
         ))
 
 
-__all__ = ["EvalResult", "evaluate", "format_eps"]
+__all__ = ["EvalResult", "evaluate", "format_eps", "worst_case"]

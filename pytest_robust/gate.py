@@ -1,15 +1,18 @@
 """The robustness gate: validate the request, evaluate, decide with a policy, explain.
 
 ``assert_robust`` is the public entry point (the fixture of the same name binds it to a test).
-The decision is delegated to a :class:`Policy`, so later policies (a confidence bound, a stored
-baseline, soundness checks) plug in without changing call sites.
+The decision on the number is delegated to a :class:`Policy`; the soundness checks of the
+evaluation (:mod:`pytest_robust.soundness`) then decide whether that number may be trusted. Under
+the default ``soundness="strict"`` a failed check makes the verdict UNSOUND and the gate fails
+(:class:`UnsoundEvaluation`) whatever the number; under ``"warn"`` the gate follows the policy but
+the result is marked unsound everywhere it is shown.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pytest_robust.errors import RobustConfigError, RobustError
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from pytest_robust.attacks import Attack
     from pytest_robust.data.dataset import ImageDataset
     from pytest_robust.evaluate import EvalResult
+    from pytest_robust.soundness import SoundnessConfig
 
 SCHEMA_VERSION = 1
 
@@ -31,6 +35,14 @@ class RobustnessFailure(RobustError, AssertionError):
     def __init__(self, message: str, result: RobustResult) -> None:
         super().__init__(message)
         self.result = result
+
+
+class UnsoundEvaluation(RobustnessFailure):
+    """A soundness check failed: the measured number cannot be trusted, so the gate cannot pass.
+
+    Raised under ``soundness="strict"`` (the default) whatever the robust accuracy; ``result``
+    holds the measurements and every check (``result.evaluation.checks``).
+    """
 
 
 def validate_min_acc(min_acc: object) -> float:
@@ -55,10 +67,30 @@ class Verdict:
     interval: tuple[float, float]
     confidence: float
     reason: str
+    #: whether every soundness check passed
+    sound: bool = True
+    #: the soundness policy that made the final decision: ``strict`` or ``warn``
+    soundness: str = "strict"
+    #: names of the failed soundness checks
+    failed_checks: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail`` or ``unsound`` (a failed check, whatever the gate decided)."""
+        if not self.sound:
+            return "unsound"
+        return "pass" if self.passed else "fail"
+
+    def label(self) -> str:
+        """PASS, FAIL, UNSOUND, or UNSOUND (passed: soundness=warn)."""
+        if not self.sound:
+            return "UNSOUND (passed: soundness=warn)" if self.passed else "UNSOUND"
+        return "PASS" if self.passed else "FAIL"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "status": self.status,
             "policy": self.policy,
             "statistic": self.statistic,
             "measured": self.measured,
@@ -66,6 +98,9 @@ class Verdict:
             "interval": list(self.interval),
             "confidence": self.confidence,
             "reason": self.reason,
+            "sound": self.sound,
+            "soundness": self.soundness,
+            "failed_checks": list(self.failed_checks),
         }
 
 
@@ -198,6 +233,9 @@ class RobustResult:
             interval=(float(v["interval"][0]), float(v["interval"][1])),
             confidence=float(v["confidence"]),
             reason=v["reason"],
+            sound=bool(v.get("sound", True)),
+            soundness=str(v.get("soundness", "strict")),
+            failed_checks=tuple(str(c) for c in v.get("failed_checks", ())),
         )
         return cls(
             evaluation=EvalResult.from_json(d["evaluation"]),
@@ -206,6 +244,10 @@ class RobustResult:
             context=dict(d.get("context", {})),
         )
 
+    @property
+    def sound(self) -> bool:
+        return self.verdict.sound
+
     def explain(self) -> str:
         """The multi-line report a reviewer reads: measured vs required, then the setup."""
         ev, vd = self.evaluation, self.verdict
@@ -213,8 +255,25 @@ class RobustResult:
         lo, hi = vd.interval
         data = ev.data
         kind = "synthetic" if data.get("synthetic") else "real"
-        lines = [
-            f"robustness gate {head}: {vd.reason}",
+        lines = []
+        if not vd.sound:
+            failed = ev.failed_checks
+            verdict = ("the gate cannot pass" if vd.soundness == "strict"
+                       else "passed only because soundness=warn")
+            lines += [
+                f"robustness gate UNSOUND: {len(failed)} soundness check(s) failed, so the measured "
+                f"robust accuracy is not evidence ({verdict}; soundness={vd.soundness})",
+            ]
+            for c in failed:
+                lines += [
+                    f"  check {c.name}: {c.summary}",
+                    f"    why    {c.why}",
+                    f"    to fix {c.fix}",
+                ]
+            lines.append(f"  measured (not trusted): {vd.reason}")
+        else:
+            lines.append(f"robustness gate {head}: {vd.reason}")
+        lines += [
             f"  threat model    {ev.threat.norm.value} eps={format_eps(ev.threat.eps)} ({ev.threat.eps:.6g})",
             f"  attack          {ev.attack_description}",
             f"  robust accuracy {ev.robust_acc:.3f} ({ev.n_robust}/{ev.n}), "
@@ -227,7 +286,10 @@ class RobustResult:
         ]
         if "profile" in self.context:
             lines.append(f"  profile         {self.context['profile']}")
-        if not vd.passed:
+        if ev.checks:
+            lines.append("  soundness       " + ", ".join(f"{c.name} {c.status}" for c in ev.checks)
+                         + f" (policy {vd.soundness})")
+        if vd.sound and not vd.passed:
             lines.append(
                 "  to fix: train for robustness (e.g. PGD adversarial training), or lower the "
                 "requirement deliberately; a larger n narrows the interval"
@@ -253,6 +315,9 @@ def assert_robust(
     progress: bool | None = None,
     examples: int = 0,
     evaluator: Callable[..., EvalResult] | None = None,
+    soundness: str = "strict",
+    randomized: bool = False,
+    checks: SoundnessConfig | None = None,
 ) -> RobustResult:
     """Evaluate ``model`` under ``attack`` at ``eps`` and fail unless the policy is met.
 
@@ -263,7 +328,13 @@ def assert_robust(
     attach the result to the test report). ``progress``: a tqdm bar per evaluation (None: only
     when stderr is a terminal). ``examples``: keep that many adversarial examples in the result
     (for a report's gallery). ``evaluator``: called instead of :func:`~pytest_robust.evaluate.evaluate`
-    with the same arguments (the plugin passes a memoising one).
+    with the same arguments (the plugin passes a memoising one). ``attack`` may be a list of
+    attacks: the pointwise worst case, run cheapest first (:class:`~pytest_robust.attacks.Ensemble`).
+
+    ``soundness``: ``strict`` (default) fails the gate with :class:`UnsoundEvaluation` when a
+    soundness check fails; ``warn`` lets the policy decide but marks the result unsound.
+    ``randomized=True`` declares a random model: it is evaluated as the mean of several draws
+    with expectation-over-transformation gradients. ``checks``: the checks' thresholds.
     """
     __tracebackhide__ = True
     norm_ = Norm.coerce(norm)
@@ -273,6 +344,15 @@ def assert_robust(
         raise RobustConfigError(f"n must be a positive integer (or None for all samples), got {n!r}")
     if policy is not None and not isinstance(policy, Policy):
         raise RobustConfigError(f"policy must have a decide(result, min_acc) method, got {policy!r}")
+    from pytest_robust.soundness import SoundnessConfig, check_mode
+
+    mode = check_mode(soundness)
+    if not isinstance(randomized, bool):
+        raise RobustConfigError(f"randomized must be True or False, got {randomized!r}")
+    if checks is not None and not isinstance(checks, SoundnessConfig):
+        raise RobustConfigError(f"checks must be a SoundnessConfig, got {checks!r}")
+    base = checks or SoundnessConfig()
+    cfg = replace(base, randomized=randomized or base.randomized)
 
     from pytest_robust.attacks import coerce_attack
     from pytest_robust.evaluate import evaluate
@@ -285,14 +365,23 @@ def assert_robust(
     subset = data.subset(n, seed=seed)
     evaluation = (evaluator or evaluate)(
         model, subset, attack_, threat, device=device, seed=seed, batch_size=batch_size,
-        progress=progress, examples=examples,
+        progress=progress, examples=examples, soundness=cfg,
     )
-    verdict = (policy or PointEstimate()).decide(evaluation, required)
+    verdict = judge((policy or PointEstimate()).decide(evaluation, required), evaluation, mode)
     result = RobustResult(
         evaluation=evaluation, verdict=verdict, min_acc=required, context=dict(context or {})
     )
     if record is not None:
         record(result)
     if not verdict.passed:
-        raise RobustnessFailure(result.explain(), result)
+        error = UnsoundEvaluation if not verdict.sound else RobustnessFailure
+        raise error(result.explain(), result)
     return result
+
+
+def judge(verdict: Verdict, evaluation: EvalResult, mode: str) -> Verdict:
+    """Apply the soundness policy to a policy's verdict: strict fails on any failed check."""
+    failed = tuple(c.name for c in evaluation.failed_checks)
+    sound = not failed
+    passed = verdict.passed and (sound or mode == "warn")
+    return replace(verdict, passed=passed, sound=sound, soundness=mode, failed_checks=failed)

@@ -133,3 +133,52 @@ def model_device(model: nn.Module) -> torch.device:
     for t in list(model.parameters()) + list(model.buffers()):
         return t.device
     return torch.device("cpu")
+
+
+class ExpectationModel(nn.Module):
+    """A randomized model made into the average of ``draws`` of it (expectation over its randomness).
+
+    ``forward`` returns the log of the mean of the softmax probabilities over ``draws`` forward
+    passes. Its argmax is the mean-probability decision (what pytest-robust uses for the clean and
+    the robust decision of a model declared ``randomized``), and its input gradient averages the
+    per-draw gradients (weighted by each draw's probability of the class): gradient attacks on it
+    are expectation-over-transformation attacks (Athalye et al. 2018), not attacks on one draw.
+    """
+
+    def __init__(self, model: nn.Module, draws: int) -> None:
+        super().__init__()
+        if draws < 1:
+            raise RobustConfigError(f"draws must be >= 1, got {draws}")
+        self.model = model
+        self.draws = draws
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([self.model(x).float().softmax(dim=1) for _ in range(self.draws)])
+        return probs.mean(dim=0).clamp_min(1e-30).log()
+
+
+def structure_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the module tree: each submodule's name, class and its ``extra_repr``."""
+    h = hashlib.sha256()
+    for name, module in model.named_modules():
+        cls = type(module)
+        h.update(f"{name}|{cls.__module__}.{cls.__qualname__}|{module.extra_repr()}\n".encode())
+    return h.hexdigest()
+
+
+def behaviour_fingerprint(model: nn.Module, probe: torch.Tensor) -> str:
+    """SHA-256 of the model's outputs on ``probe`` (eval mode, no gradient).
+
+    Two models with the same weights but different forward code (a wrapper without parameters of
+    its own, a rescaled output, added noise) get different fingerprints.
+    """
+    with torch.no_grad(), eval_mode(model):
+        out = model(probe)
+    h = hashlib.sha256()
+    if isinstance(out, torch.Tensor):
+        t = out.detach().to("cpu", torch.float32).contiguous()
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    else:
+        h.update(repr(type(out)).encode())
+    return h.hexdigest()

@@ -62,6 +62,10 @@ _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
      "folder; outside .pytest_cache so --cache-clear keeps them)"),
     ("--robust-threads", "robust_threads", cfg.parse_threads, "auto",
      "torch CPU threads per process; auto: all cores, divided among pytest-xdist workers"),
+    ("--robust-soundness", "robust_soundness", cfg.parse_soundness, "strict",
+     "strict: a failed soundness check (masked gradients, randomness, saturation, ...) fails the "
+     "gate as UNSOUND; warn: the gate follows the numbers but the result is marked unsound "
+     "(default: strict)"),
 )
 
 
@@ -121,14 +125,15 @@ def resolve_config(config: pytest.Config) -> cfg.RobustConfig:
         cache_dir=values["robust_cache_dir"],
         retrain=bool(config.getoption("robust_retrain")),
         threads=threads,
+        soundness=values["robust_soundness"],
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "robust(n=None, seed=None, profile=None, device=None): override pytest-robust settings "
-        "for one test",
+        "robust(n=None, seed=None, profile=None, device=None, soundness=None, randomized=False): "
+        "override pytest-robust settings for one test (randomized=True declares a random model)",
     )
     config.stash[CONFIG_KEY] = resolve_config(config)
     config.stash[MEMO_KEY] = {}
@@ -174,7 +179,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     data = str(rc.data) if rc.data is not None else "synthetic (embedded generator; not real patient data)"
     return [
         f"robust: profile={rc.profile.name}, device={rc.device}, seed={rc.seed}, "
-        f"n={rc.n_eval if rc.n_eval is not None else 'all'}, data={data}"
+        f"n={rc.n_eval if rc.n_eval is not None else 'all'}, soundness={rc.soundness}, data={data}"
     ]
 
 
@@ -348,6 +353,8 @@ def assert_robust(
         kwargs.setdefault("device", str(request.getfixturevalue("robust_device")))
         kwargs.setdefault("seed", robust_config.seed)
         kwargs.setdefault("batch_size", robust_config.profile.batch_size)
+        kwargs.setdefault("soundness", robust_config.soundness)
+        kwargs.setdefault("randomized", robust_config.randomized)
         context = {"profile": robust_config.profile.name, "test": request.node.nodeid}
         kwargs["context"] = {**context, **(kwargs.get("context") or {})}
         with terminal_output(request.config):
@@ -360,25 +367,42 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
                       threat: Any, **kwargs: Any) -> Any:
     """:func:`~pytest_robust.evaluate.evaluate`, reusing an earlier identical evaluation of this process.
 
-    Identical means: the same weights (fingerprint), data (fingerprint), attack configuration,
-    threat model, device, seed, batch size and number of examples. Evaluation is deterministic
-    for those, so reuse changes no number; it saves the findings tests from re-attacking models
-    that the per-model tests already attacked.
+    Identical means the same model - the same object (its ``id``, pinned by keeping a reference),
+    weights, module structure and outputs on a probe batch, so two wrappers that share weights
+    never share results - and the same data (fingerprint), attack configuration, threat model,
+    device, seed, batch size, number of examples and soundness configuration. Evaluation is
+    deterministic for those, so reuse changes no number; it saves the findings tests from
+    re-attacking models that the per-model tests already attacked.
     """
+    import torch
+
     from pytest_robust.attacks import coerce_attack
     from pytest_robust.evaluate import evaluate
-    from pytest_robust.models import model_fingerprint
+    from pytest_robust.models import behaviour_fingerprint, model_fingerprint, structure_fingerprint
 
     attack_ = coerce_attack(attack)
     weights = model_fingerprint(model)
+    soundness = kwargs.get("soundness")
+    probe = data.images[: min(8, len(data))]
+    try:
+        behaviour = behaviour_fingerprint(model, probe.to(_first_device(model, torch)))
+    except Exception:  # a model that fails here fails in evaluate with a proper message
+        return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
     key = json.dumps(
-        [weights, data.fingerprint(), attack_.config(), threat.to_json(),
-         str(kwargs.get("device")), kwargs.get("seed"), kwargs.get("batch_size"), kwargs.get("examples", 0)],
+        [id(model), weights, structure_fingerprint(model), behaviour, data.fingerprint(), attack_.config(),
+         threat.to_json(), str(kwargs.get("device")), kwargs.get("seed"), kwargs.get("batch_size"),
+         kwargs.get("examples", 0), soundness.to_json() if soundness is not None else None],
         sort_keys=True, default=str,
     )
     if key not in memo:
-        memo[key] = evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
-    return memo[key]
+        memo[key] = (model, evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs))
+    return memo[key][1]
+
+
+def _first_device(model: nn.Module, torch: Any) -> Any:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 @pytest.fixture
@@ -441,7 +465,11 @@ def _robust_rows(terminalreporter: Any) -> list[tuple[str, dict[str, Any]]]:
     return sorted(rows, key=lambda r: r[0])
 
 
-def _verdict_label(passed: bool, expected_failure: bool) -> str:
+def _verdict_label(verdict: dict[str, Any], expected_failure: bool) -> str:
+    passed = bool(verdict["passed"])
+    if not verdict.get("sound", True):
+        label = "UNSOUND (passed: soundness=warn)" if passed else "UNSOUND"
+        return f"{label} (expected)" if expected_failure else label
     if expected_failure:
         return "FAIL (expected)" if not passed else "PASS (test xfail)"
     return "PASS" if passed else "FAIL"
@@ -460,10 +488,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         ev, vd = r["evaluation"], r["verdict"]
         lo, hi = vd["interval"]
         tr.write_line(
-            f"{_verdict_label(vd['passed'], r['expected_failure'])} {nodeid}: {ev['attack']['name']} "
+            f"{_verdict_label(vd, r['expected_failure'])} {nodeid}: {ev['attack']['name']} "
             f"{ev['threat']['norm']} eps={format_eps(ev['threat']['eps'])}  "
             f"clean {ev['clean_acc']:.3f}  robust {ev['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]  "
             f"required {r['min_acc']:.3f}  n={ev['n']}"
         )
+        for check in ev.get("checks", ()):
+            if check.get("status") == "fail":
+                tr.write_line(f"    unsound: {check['name']}: {check['summary']}")
     if synthetic:
         tr.write_line("note: data is the embedded SYNTHETIC set; pass --robust-data for real images")

@@ -6,16 +6,20 @@ name and budget keyword arguments, and rejects unknown names with the list of va
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from pytest_robust.attacks.autoattack import AutoAttack
-from pytest_robust.attacks.base import Attack
+from pytest_robust.attacks.base import Attack, AttackOutcome, run_attack
+from pytest_robust.attacks.ensemble import Ensemble
 from pytest_robust.attacks.gradient import FGSM, PGD, NoAttack
 from pytest_robust.errors import RobustConfigError
 
-__all__ = ["ATTACKS", "FGSM", "PGD", "Attack", "AutoAttack", "NoAttack", "coerce_attack", "make_attack"]
+__all__ = [
+    "ATTACKS", "FGSM", "PGD", "Attack", "AttackOutcome", "AutoAttack", "Ensemble", "NoAttack",
+    "coerce_attack", "make_attack", "run_attack",
+]
 
 ATTACKS: Mapping[str, Callable[..., Attack]] = MappingProxyType(
     {"none": NoAttack, "fgsm": FGSM, "pgd": PGD, "autoattack": AutoAttack}
@@ -43,10 +47,17 @@ def make_attack(name: str, **budget: Any) -> Attack:
         raise RobustConfigError(f"bad budget for attack {name!r}: {exc}") from exc
 
 
-def coerce_attack(attack: Attack | str) -> Attack:
-    """Accept an attack object or a name (built with default budgets)."""
+def coerce_attack(attack: Attack | str | Sequence[Attack | str]) -> Attack:
+    """Accept an attack object, a name (built with default budgets), or a list of them.
+
+    A list or tuple becomes an :class:`Ensemble`: the pointwise worst case, run in the given order.
+    """
     if isinstance(attack, str):
         return make_attack(attack)
+    if isinstance(attack, (list, tuple)):
+        if len(attack) == 1:
+            return coerce_attack(attack[0])
+        return Ensemble(attacks=tuple(coerce_attack(a) for a in attack))
     if not isinstance(attack, Attack):
         raise RobustConfigError(
             f"expected an attack (e.g. the pgd fixture, pytest_robust.attacks.PGD(), or a name "

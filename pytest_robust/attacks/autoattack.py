@@ -7,6 +7,12 @@ count (AutoAttack's DLR losses need 3 or 4 classes and otherwise crash mid-run, 
 #76), sets the budgets on the library's sub-attack objects, and shields the caller from the
 library's side effects: it reseeds the global torch RNG, calls ``sys.settrace(None)`` (which
 switches off coverage tools and debuggers), prints, logs and warns.
+
+The sub-attacks run one library call each, in order, each on the samples still robust (what the
+library's own loop does, so the numbers are the same), which tells per sample which sub-attack
+broke it: the soundness checks compare the gradient-free Square with the gradient attacks. The
+library's own checks (randomness, probability outputs, dynamic defences, zero gradients) are not
+hidden: their warnings come back as ``flags`` of :meth:`AutoAttack.run`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_robust.attacks.base import seed_from
+from pytest_robust.attacks.base import AttackOutcome, seed_from
 from pytest_robust.errors import AttackUnavailableError, RobustConfigError, RobustModelError
 from pytest_robust.threat import ThreatModel
 
@@ -44,6 +50,8 @@ _WHY = {
 _LABEL = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab": "FAB",
           "fab-t": "FAB-T", "square": "Square"}
 _INSTALL_HINT = "pip install pyautoattack"
+#: Sub-attacks that use no gradient.
+BLACK_BOX = frozenset({"square"})
 
 
 def auto_attacks(n_classes: int) -> tuple[str, ...]:
@@ -192,8 +200,20 @@ class AutoAttack:
         *,
         generator: torch.Generator,
     ) -> torch.Tensor:
+        return self.run(model, x, y, threat, generator=generator).x_adv
+
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        *,
+        generator: torch.Generator,
+    ) -> AttackOutcome:
+        """Run the sub-attacks in order, each on the samples none before it broke."""
         if x.shape[0] == 0:
-            return x.detach().clone()
+            return AttackOutcome(x_adv=x.detach().clone())
         with torch.no_grad():
             out = model(x[:1])
         if out.dim() != 2:
@@ -204,30 +224,46 @@ class AutoAttack:
                 f"Square's L2 attack needs images of at least 5x5 pixels (it tiles them in 5x5 "
                 f"windows), got {tuple(x.shape[-2:])}; pass attacks without 'square' or larger images"
             )
+        parts = tuple({"name": a, "black_box": a in BLACK_BOX} for a in plan.attacks)
         if threat.eps == 0:
-            return x.detach().clone()
+            return AttackOutcome(x_adv=x.detach().clone(), broken_by=("",) * x.shape[0], parts=parts)
         backend, module = _import_backend(self.backend)
         run = _run_pyautoattack if backend == "pyautoattack" else _run_upstream
         _LOG.debug("AutoAttack via %s: %s at %s", backend, ", ".join(plan.attacks), threat.describe())
-        with _shielded(x.device):
-            x_adv = run(module, self, model, x.detach(), y.detach(), plan)
-        return x_adv.detach().to(device=x.device, dtype=x.dtype)
+        x_adv = x.detach().clone()
+        broken_by = [""] * x.shape[0]
+        flags: list[str] = []
+        for sub in plan.attacks:
+            todo = [i for i, b in enumerate(broken_by) if not b]
+            if not todo:
+                break
+            idx = torch.tensor(todo, device=x.device)
+            with _shielded(x.device, module, flags):
+                adv = run(module, self, model, x[idx].detach(), y[idx].detach(), plan, sub)
+            adv = adv.detach().to(device=x.device, dtype=x.dtype)
+            with torch.no_grad():
+                fooled = model(adv).argmax(dim=1) != y[idx]
+            for j in fooled.nonzero().flatten().tolist():
+                broken_by[todo[j]] = sub
+                x_adv[todo[j]] = adv[j]
+        return AttackOutcome(x_adv=x_adv, broken_by=tuple(broken_by), flags=tuple(dict.fromkeys(flags)),
+                             parts=parts)
 
 
 def _run_pyautoattack(module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor,
-                      y: torch.Tensor, plan: _Plan) -> torch.Tensor:
+                      y: torch.Tensor, plan: _Plan, sub: str) -> torch.Tensor:
     """pyautoattack >= 0.2: keyword-only constructor, returns ``(x_adv, y_adv)``."""
-    adversary = module.AutoAttack(model, attacks=list(plan.attacks), device=plan.device,
+    adversary = module.AutoAttack(model, attacks=[sub], device=plan.device,
                                   eps=plan.eps, norm=plan.norm, seed=plan.seed, version="custom")
     attack.configure(adversary, plan)
     return _first(adversary.run_standard_evaluation(x, y, batch_size=attack.batch_size))
 
 
 def _run_upstream(module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor,
-                  y: torch.Tensor, plan: _Plan) -> torch.Tensor:
+                  y: torch.Tensor, plan: _Plan, sub: str) -> torch.Tensor:
     """Upstream fra31/auto-attack: ``attacks_to_run``, ``bs``, returns x_adv."""
     adversary = module.AutoAttack(model, norm=plan.norm, eps=plan.eps, seed=plan.seed, verbose=False,
-                                  attacks_to_run=list(plan.attacks), version="custom",
+                                  attacks_to_run=[sub], version="custom",
                                   device=plan.device, log_path=None)
     attack.configure(adversary, plan)
     return _first(adversary.run_standard_evaluation(x, y, bs=attack.batch_size, return_labels=False))
@@ -259,28 +295,51 @@ def _import_backend(requested: str) -> tuple[str, Any]:
 
 
 class _ToDebug(logging.Handler):
-    """Re-log the library's records (check warnings, progress) at debug level."""
+    """Re-log the library's records (progress) at debug level; keep its warnings as flags."""
+
+    def __init__(self, flags: list[str]) -> None:
+        super().__init__()
+        self.flags = flags
 
     def emit(self, record: logging.LogRecord) -> None:
         _LOG.debug("autoattack %s: %s", record.levelname.lower(), record.getMessage())
+        if record.levelno >= logging.WARNING:
+            self.flags.append(record.getMessage())
+
+
+def _reset_library_state(module: Any) -> None:
+    """Zero the call counters of the library's dynamic-defence check.
+
+    They are module-level and never reset by the library, so once one model calls a function
+    named ``grad`` or ``backward`` in its forward, every later model would be flagged as dynamic.
+    """
+    checks = getattr(module, "checks", None)
+    counters = getattr(checks, "funcs", None)
+    if isinstance(counters, dict):
+        for key in counters:
+            counters[key] = 0
 
 
 @contextlib.contextmanager
-def _shielded(device: torch.device) -> Iterator[None]:
+def _shielded(device: torch.device, module: Any = None, flags: list[str] | None = None) -> Iterator[None]:
     """Undo the library's global side effects: RNG reseeding, ``sys.settrace(None)``, output.
 
     The global CPU RNG (and that of the CUDA device in use, or the current one once CUDA is
     initialised) is forked; the trace function is put back (the library touches only this
     thread's, so ``threading.settrace`` needs nothing); prints, log records and warnings become
-    debug records of this module.
+    debug records of this module. The library's check warnings (log records at WARNING, Python
+    warnings, upstream's printed ``Warning:`` lines) are appended to ``flags``.
     """
+    flags = flags if flags is not None else []
+    if module is not None:
+        _reset_library_state(module)
     cuda = {device.index if device.index is not None else torch.cuda.current_device()} \
         if device.type == "cuda" else set()
     if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         cuda.add(torch.cuda.current_device())
     tracer = sys.gettrace()
     library_log = logging.getLogger(_LIBRARY_LOGGER)
-    handler, propagate = _ToDebug(), library_log.propagate
+    handler, propagate = _ToDebug(flags), library_log.propagate
     library_log.addHandler(handler)
     library_log.propagate = False
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -299,6 +358,10 @@ def _shielded(device: torch.device) -> Iterator[None]:
         library_log.propagate = propagate
         for message in caught:
             _LOG.debug("autoattack warning: %s", message.message)
+            if message.category is Warning:  # the library warns with the bare Warning class
+                flags.append(str(message.message))
         for text in (stdout.getvalue(), stderr.getvalue()):
             if text.strip():
                 _LOG.debug("autoattack output:\n%s", text.rstrip())
+            flags.extend(line.strip().removeprefix("Warning:").strip() for line in text.splitlines()
+                         if line.strip().startswith("Warning:"))

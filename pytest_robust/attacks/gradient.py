@@ -1,4 +1,10 @@
-"""White-box gradient attacks: FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018)."""
+"""White-box gradient attacks: FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018).
+
+Both ascend the cross-entropy (default) or a scale-invariant margin loss. PGD keeps, per sample,
+the first iterate that fools the model (any iterate counts, not only the last one) and spends no
+further gradient steps on samples already broken; an unbroken sample keeps its iterate of highest
+loss.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_robust.attacks.base import input_gradient
+from pytest_robust.attacks.base import attack_loss, check_loss, forward_with_grad, input_gradient
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.perturbation import lp_norms, project
 from pytest_robust.threat import Norm, ThreatModel, format_eps
 
 
 def _ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
-    """Steepest-ascent direction of unit norm: sign for Linf, normalised gradient for L2."""
+    """Steepest-ascent direction of unit norm: sign for Linf, normalised gradient for L2.
+
+    Non-finite gradient entries count as zero (the attack does not move along them); the
+    soundness checks report such gradients, so this never hides them.
+    """
+    grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
     if norm is Norm.LINF:
         return grad.sign()
     norms = lp_norms(grad, Norm.L2).clamp_min(1e-12)
@@ -67,15 +78,20 @@ class NoAttack:
 class FGSM:
     """Fast Gradient Sign Method: one step of size eps along the gradient's sign (L2: direction)."""
 
+    loss: str = "ce"
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss)
+
     @property
     def name(self) -> str:
         return "fgsm"
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name}
+        return {"name": self.name, "loss": self.loss}
 
     def describe(self) -> str:
-        return "FGSM"
+        return "FGSM" if self.loss == "ce" else f"FGSM ({self.loss} loss)"
 
     def perturb(
         self,
@@ -86,17 +102,19 @@ class FGSM:
         *,
         generator: torch.Generator,
     ) -> torch.Tensor:
-        grad, _ = input_gradient(model, x, y)
+        grad, _ = input_gradient(model, x, y, self.loss)
         return project(x + threat.eps * _ascent_direction(grad, threat.norm), x, threat)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PGD:
-    """Projected gradient descent on the cross-entropy, with random start and restarts.
+    """Projected gradient descent with random start and restarts, keeping the best iterate.
 
     ``step_size`` is absolute; when ``None`` it is ``rel_step_size * eps`` (the reference study's
-    PGD-20 uses 2/255 at eps 4/255, i.e. 0.5). With several restarts, a sample counts as broken if
-    any restart breaks it; otherwise the iterate of highest loss is kept.
+    PGD-20 uses 2/255 at eps 4/255, i.e. 0.5). ``loss``: ``ce`` (cross-entropy) or ``margin``
+    (scale-invariant Carlini–Wagner margin; immune to saturated logits). A sample counts as broken
+    when any iterate of any restart fools the model; that iterate is returned and the sample gets
+    no further steps or restarts. Otherwise the iterate of highest loss is returned.
     """
 
     steps: int = 20
@@ -104,6 +122,7 @@ class PGD:
     rel_step_size: float = 0.5
     random_start: bool = True
     restarts: int = 1
+    loss: str = "ce"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -114,6 +133,7 @@ class PGD:
             raise RobustConfigError(f"PGD step_size must be > 0, got {self.step_size}")
         if not self.rel_step_size > 0:
             raise RobustConfigError(f"PGD rel_step_size must be > 0, got {self.rel_step_size}")
+        check_loss(self.loss)
 
     @property
     def name(self) -> str:
@@ -130,12 +150,15 @@ class PGD:
             "rel_step_size": self.rel_step_size,
             "random_start": self.random_start,
             "restarts": self.restarts,
+            "loss": self.loss,
+            "iterate": "best",
         }
 
     def describe(self) -> str:
         step = format_eps(self.step_size) if self.step_size is not None else f"{self.rel_step_size:g}*eps"
         start = ", random start" if self.random_start else ""
-        return f"PGD-{self.steps} (step {step}, {self.restarts} restart(s){start})"
+        loss = "" if self.loss == "ce" else f", {self.loss} loss"
+        return f"PGD-{self.steps} (step {step}, {self.restarts} restart(s){start}{loss})"
 
     def perturb(
         self,
@@ -150,18 +173,34 @@ class PGD:
         best = x.clone()
         best_loss = torch.full((x.shape[0],), -torch.inf, device=x.device)
         broken = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+        def record(idx: torch.Tensor, x_it: torch.Tensor, loss: torch.Tensor, fooled: torch.Tensor) -> None:
+            take = fooled | (loss > best_loss[idx])
+            best[idx[take]] = x_it[take].detach()
+            best_loss[idx[take]] = torch.where(fooled[take], torch.inf, loss[take])
+            broken[idx[fooled]] = True
+
         for _ in range(self.restarts):
-            x_adv = _random_start(x, threat, generator) if self.random_start else x.clone()
+            idx = (~broken).nonzero().flatten()
+            if idx.numel() == 0:
+                break
+            x_it = _random_start(x[idx], threat, generator) if self.random_start else x[idx].clone()
             for _ in range(self.steps):
-                grad, _ = input_gradient(model, x_adv, y)
-                x_adv = project(x_adv + step * _ascent_direction(grad, threat.norm), x, threat)
-            with torch.no_grad():
-                logits = model(x_adv)
-                loss = nn.functional.cross_entropy(logits, y, reduction="none")
-                fooled = logits.argmax(dim=1) != y
-            # prefer a restart that fools the model, then the one of highest loss
-            take = (fooled & ~broken) | (~broken & ~fooled & (loss > best_loss))
-            best[take] = x_adv[take]
-            best_loss = torch.where(take, loss, best_loss)
-            broken |= fooled
+                leaf, logits = forward_with_grad(model, x_it)
+                with torch.enable_grad():
+                    loss = attack_loss(logits.float(), y[idx], self.loss)
+                    (grad,) = torch.autograd.grad(loss.sum(), leaf)
+                fooled = logits.detach().argmax(dim=1) != y[idx]
+                record(idx, x_it, loss.detach(), fooled)
+                keep = ~fooled
+                if not bool(keep.any()):
+                    idx = idx[keep]
+                    break
+                idx, x_it = idx[keep], x_it[keep]
+                x_it = project(x_it + step * _ascent_direction(grad[keep], threat.norm), x[idx], threat)
+            if idx.numel():
+                with torch.no_grad():
+                    logits = model(x_it)
+                record(idx, x_it, attack_loss(logits.float(), y[idx], self.loss),
+                       logits.argmax(dim=1) != y[idx])
         return best
