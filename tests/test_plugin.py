@@ -54,7 +54,7 @@ def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*robustness testing (pytest-robust)*"])
     out = result.stdout.str()
     for flag in ("--robust-profile", "--robust-device", "--robust-seed", "--robust-n", "--robust-data",
-                 "--robust-cache-dir", "--robust-threads", "--robust-retrain"):
+                 "--robust-cache-dir", "--robust-threads", "--robust-retrain", "--robust-soundness"):
         assert flag in out
     for ini in ("robust_profile", "robust_device", "robust_seed", "robust_n", "robust_data",
                 "robust_cache_dir"):
@@ -97,6 +97,7 @@ def test_ini_values_parse_and_cli_wins(pytester: pytest.Pytester) -> None:
         (["--robust-device=gpu"], "*unknown device 'gpu'*"),
         (["--robust-threads=0"], "*threads must be >= 1*"),
         (["--robust-data=/no/such/folder"], "*no such folder*"),
+        (["--robust-soundness=lenient"], "*unknown soundness policy 'lenient'; valid: strict, warn*"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
@@ -230,7 +231,9 @@ def test_bad_input_inside_a_test_reads_clearly(inner: pytest.Pytester) -> None:
 def test_report_header_names_the_configuration(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest("--robust-profile=smoke")
-    result.stdout.fnmatch_lines(["robust: profile=smoke, device=auto, seed=0, n=64, data=synthetic*"])
+    result.stdout.fnmatch_lines(
+        ["robust: profile=smoke, device=auto, seed=0, n=64, soundness=strict, data=synthetic*"]
+    )
 
 
 def test_plugin_import_does_not_import_torch() -> None:
@@ -293,3 +296,114 @@ def test_results_reach_the_controller_under_xdist(inner: pytest.Pytester) -> Non
     out = result.stdout.str()
     for k in (1, 2, 3, 4):
         assert f"fgsm Linf eps={k}/255" in out
+
+
+# Wrappers of the inner conftest's model that only look robust (parameter-free: the same weights).
+MASKED = textwrap.dedent(
+    """
+    import pytest, torch
+    from torch import nn
+
+    class Scaled(nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+        def forward(self, x):
+            return self.base(x) * 1e4
+
+    class Noisy(nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+        def forward(self, x):
+            return self.base(x + 0.2 * torch.randn_like(x))
+    """
+)
+
+
+def test_masked_models_are_unsound_under_the_default_policy(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        MASKED
+        + textwrap.dedent(
+            """
+            def test_scaled(assert_robust, model, pgd):
+                assert_robust(Scaled(model), pgd, eps=32/255, min_acc=0.5)
+
+            def test_base(assert_robust, model, pgd):
+                assert_robust(model, pgd, eps=32/255, min_acc=0.5)
+
+            def test_scaled_after_base_is_not_served_the_base_result(assert_robust, model, pgd):
+                assert_robust(model, pgd, eps=32/255, min_acc=0.0)
+                assert_robust(Scaled(model), pgd, eps=32/255, min_acc=0.0)
+            """
+        )
+    )
+    result = inner.runpytest("--robust-profile=smoke", "--robust-device=cpu", "-p", "no:randomly")
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*E   UnsoundEvaluation: robustness gate UNSOUND: * soundness check(s) failed*(the gate cannot pass; "
+        "soundness=strict)",
+        "*check saturation: *",
+        "*why *",
+        "*to fix *",
+        "*measured (not trusted): robust accuracy * >= required 0.500*",
+    ])
+    assert "E   RobustnessFailure: robustness gate FAILED" in out  # the honest base model fails on its number
+    result.stdout.fnmatch_lines([
+        "*robustness summary*",
+        "FAIL test_masked_models_are_unsound_under_the_default_policy.py::test_base: pgd*",
+        "UNSOUND test_masked_models_are_unsound_under_the_default_policy.py::test_scaled: pgd*",
+        "    unsound: saturation: *",
+    ])
+
+
+def test_warn_policy_passes_but_marks_unsound(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        MASKED
+        + textwrap.dedent(
+            """
+            def test_scaled(assert_robust, model, pgd):
+                result = assert_robust(Scaled(model), pgd, eps=32/255, min_acc=0.5)
+                assert result.passed and not result.sound
+
+            @pytest.mark.robust(soundness="strict")
+            def test_marker_is_strict_again(assert_robust, model, pgd):
+                assert_robust(Scaled(model), pgd, eps=32/255, min_acc=0.5)
+            """
+        )
+    )
+    result = inner.runpytest("--robust-profile=smoke", "--robust-device=cpu", "--robust-soundness=warn")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["UNSOUND (passed: soundness=warn) *::test_scaled: pgd*"])
+    inner.makeini("[pytest]\nrobust_soundness = warn\n")
+    inner.runpytest("--robust-profile=smoke", "--robust-device=cpu").assert_outcomes(passed=1, failed=1)
+
+
+def test_randomized_marker_declares_a_random_model(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        MASKED
+        + textwrap.dedent(
+            """
+            from pytest_robust import UnsoundEvaluation
+
+            def test_undeclared(assert_robust, model, pgd):
+                with pytest.raises(UnsoundEvaluation, match="determinism"):
+                    assert_robust(Noisy(model), pgd, eps=8/255, min_acc=0.0)
+
+            @pytest.mark.robust(randomized=True)
+            def test_declared(assert_robust, model, fgsm):
+                result = assert_robust(Noisy(model), fgsm, eps=8/255, min_acc=0.0)
+                assert result.evaluation.model["randomized"] is True
+                assert any(c.name == "determinism" and c.status == "pass" and "declared" in c.summary
+                           for c in result.evaluation.checks)
+
+            @pytest.mark.robust(randomized="yes")
+            def test_bad_marker(robust_config):
+                pass
+            """
+        )
+    )
+    result = inner.runpytest("--robust-profile=smoke", "--robust-device=cpu")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.robust: randomized must be True or False, got 'yes'*"])

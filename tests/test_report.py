@@ -82,7 +82,7 @@ def test_report_folder_has_every_file_and_row(pytester: pytest.Pytester) -> None
         assert (latest / name).stat().st_size > 0
     doc = load(latest)
     assert doc["schema"] == "pytest-robust/results"
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     tests = {t["nodeid"].split("::", 1)[1]: t for t in doc["tests"]}
     assert len(tests) == 5
     measure = [t for name, t in tests.items() if name.startswith("test_measure")]
@@ -196,3 +196,66 @@ def test_interrupted_run_still_writes_a_report(pytester: pytest.Pytester) -> Non
     assert doc["run"]["interrupted"] is True
     assert len(doc["rows"]) == 1
     assert "INCOMPLETE" in (pytester.path / "out" / "latest" / "report.html").read_text(encoding="utf-8")
+
+
+SATURATED = """
+import torch
+
+class Scaled(torch.nn.Module):
+    \"\"\"Logits times 1e4: cross-entropy saturates (no parameters of its own).\"\"\"
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * 1e4
+
+def test_saturated(assert_robust, model, pgd):
+    result = assert_robust(Scaled(model), pgd, eps=8 / 255, min_acc=0.0, context={"model": "scaled"})
+    assert result.passed and not result.sound
+"""
+
+
+def test_unsound_result_passed_under_warn_is_marked_everywhere(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_saturated=SATURATED)
+    result = pytester.runpytest_subprocess(
+        "--robust-report=out",
+        "--robust-profile=smoke",
+        "--robust-soundness=warn",
+        "--robust-device=cpu",
+        "--robust-threads=1",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=1)
+    latest = pytester.path / "out" / "latest"
+    doc = load(latest)
+    assert doc["schema_version"] == 2
+    (row,) = doc["rows"]
+    assert row["gate_passed"] is True
+    assert row["sound"] is False
+    assert row["status"] == "unsound"
+    assert row["soundness"] == "warn"
+    assert "saturation" in row["failed_checks"].split(";")
+    assert row["check_saturation"] == "fail"
+    assert doc["summary"]["unsound"] == 1
+    import pandas as pd
+
+    frame = pd.read_csv(latest / "results.csv", keep_default_na=False)
+    assert "check_saturation" in frame.columns
+    assert frame.loc[0, "check_saturation"] == "fail"
+    assert str(frame.loc[0, "sound"]) == "False"
+    html = (latest / "report.html").read_text(encoding="utf-8")
+    verdict = html[html.index('id="verdict-line"') : html.index('id="table"')]
+    assert "PASSED" in verdict
+    assert "passed only under soundness=warn" in verdict
+    assert "UNSOUND (passed: soundness=warn)" in verdict
+    assert "saturation" in verdict
+    section = html[html.index('id="soundness-table"') : html.index('id="tests"')]
+    assert '<td class="l check-fail" title="' in section
+    assert "<script" not in html.lower()
+    out = result.stdout.str()
+    assert "1 result UNSOUND" in out
+    assert "UNSOUND (passed: soundness=warn): scaled" in out

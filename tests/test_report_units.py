@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,3 +179,253 @@ def test_markdown_table_puts_the_study_beside_the_run() -> None:
     text = table(doc)
     assert "| convnext_tiny PGD-AT | 100.0 (82.3) |" in text
     assert "50.0 [10.0, 90.0] (73.8)" in text
+
+
+# --- soundness in the rows, the terminal table, the markdown table and report.html ---------------
+
+
+def _check(name: str, status: str = "pass", summary: str = "") -> dict[str, object]:
+    return {
+        "name": name,
+        "status": status,
+        "summary": summary or f"{name} looked fine",
+        "measured": 0.0,
+        "threshold": 0.05,
+        "why": f"why {name} matters",
+        "fix": f"how to fix {name}",
+    }
+
+
+def _result(
+    *,
+    model: str = "m1",
+    attack: str = "pgd",
+    passed: bool = True,
+    checks: list[dict[str, object]] | None = None,
+    soundness: str | None = "warn",
+    v1: bool = False,
+) -> dict[str, object]:
+    """A ``RobustResult.to_json()``; ``v1``: as written before the soundness checks existed."""
+    ev: dict[str, object] = {
+        "threat": {"norm": "Linf", "eps": 8 / 255},
+        "attack": {"name": attack},
+        "attack_description": attack.upper(),
+        "n": 4,
+        "clean_acc": 1.0,
+        "robust_acc": 0.5,
+        "labels": [0, 0, 1, 1],
+        "clean_pred": [0, 0, 1, 1],
+        "adv_pred": [0, 1, 1, 0],
+        "clean_scores": [0.1, 0.2, 0.9, 0.8],
+        "adv_scores": [0.1, 0.6, 0.7, 0.4],
+        "data": {"name": "d", "synthetic": True, "fingerprint": "f", "classes": ["b", "m"], "shape": [4]},
+        "model": {"fingerprint": "ab" * 32},
+        "seed": 0,
+        "device": "cpu",
+        "timings": {"total_s": 1.0},
+    }
+    verdict: dict[str, object] = {
+        "interval": [0.1, 0.9],
+        "confidence": 0.95,
+        "policy": "point-estimate",
+        "passed": passed,
+        "reason": "robust accuracy 0.500 >= required 0.000",
+    }
+    if not v1:
+        checks = [_check(n) for n in res.CHECK_NAMES[:-1]] if checks is None else checks
+        failed = [str(c["name"]) for c in checks if c["status"] == "fail"]
+        ev.update(checks=checks, sound=not failed, broken_by=["", "pgd", "", "pgd"], soundness={})
+        ev["timings"] = {"total_s": 1.0, "checks_s": 0.5}
+        status = "unsound" if failed else "pass" if passed else "fail"
+        verdict.update(status=status, sound=not failed, soundness=soundness, failed_checks=failed)
+    return {
+        "schema": 1,
+        "evaluation": ev,
+        "verdict": verdict,
+        "min_acc": 0.0,
+        "context": {"model": model},
+    }
+
+
+def _saturated(passed: bool = True, soundness: str = "warn") -> dict[str, object]:
+    checks = [_check(n) for n in res.CHECK_NAMES if n != "autoattack-flags"]
+    checks[1] = _check("saturation", "fail", 'cross-entropy gradient is zero on 90% <script>"x"</script>')
+    return _result(model="scaled", passed=passed, checks=checks, soundness=soundness)
+
+
+def _unsound_document() -> dict[str, object]:
+    worst = _result(
+        model="strict-model",
+        passed=False,
+        soundness="strict",
+        checks=[
+            _check("gradient", "pass", "[fgsm] fine"),
+            _check("gradient", "fail", "[pgd] zero gradient"),
+            _check("unbounded", "fail", "eps=1/2 breaks 0%"),
+            _check("black-box", "skip", "no attack"),
+        ],
+    )
+    records = [
+        res.TestRecord(nodeid="t::sound", results=[_result()]),
+        res.TestRecord(nodeid="t::warned", results=[_saturated()]),
+        res.TestRecord(
+            nodeid="t::strict", outcome="failed", message="robustness gate UNSOUND", results=[worst]
+        ),
+    ]
+    return res.build_document(records, run={}, manifest={})
+
+
+def test_rows_carry_status_sound_policy_and_one_column_per_check() -> None:
+    doc = _unsound_document()
+    assert doc["schema_version"] == 2
+    assert doc["summary"]["unsound"] == 2
+    sound, strict, warned = doc["rows"]  # sorted by node id
+    assert (sound["status"], sound["sound"], sound["failed_checks"]) == ("pass", True, "")
+    assert sound["check_gradient"] == "pass"
+    assert sound["check_autoattack-flags"] == ""  # did not run
+    assert warned["status"] == "unsound"
+    assert warned["sound"] is False
+    assert warned["gate_passed"] is True
+    assert warned["soundness"] == "warn"
+    assert warned["failed_checks"] == "saturation"
+    assert warned["check_saturation"] == "fail"
+    assert warned["check_gradient"] == "pass"
+    assert strict["status"] == "unsound"
+    assert strict["soundness"] == "strict"
+    assert strict["failed_checks"] == "gradient;unbounded"
+    assert strict["check_gradient"] == "fail"  # a worst case's failed part wins over its passed one
+    assert strict["check_black-box"] == "skip"
+    assert strict["check_saturation"] == ""
+    assert [r["row"] for r in res.unsound_rows(doc)] == [1, 2]
+    frame = res.rows_frame(doc)
+    assert [f"check_{n}" for n in res.CHECK_NAMES] == [c for c in frame.columns if c.startswith("check_")]
+    assert list(frame["status"]) == ["pass", "unsound", "unsound"]
+    assert list(frame["sound"]) == [True, False, False]
+    assert list(frame["failed_checks"].fillna("")) == ["", "gradient;unbounded", "saturation"]
+    assert frame.loc[2, "check_saturation"] == "fail"
+    assert frame.loc[2, "time_checks_s"] == 0.5
+    table = res.model_table(doc)
+    cells = {t["model"]: t["attacks"]["pgd"] for t in table}
+    assert cells["scaled"]["sound"] is False
+    assert cells["m1"]["sound"] is True
+
+
+def test_v1_results_without_soundness_keys_still_make_rows(tmp_path: Path) -> None:
+    from pytest_robust.report.build import terminal_table
+    from pytest_robust.report.markdown import table
+
+    records = [
+        res.TestRecord(nodeid="t::a", results=[_result(v1=True)]),
+        res.TestRecord(nodeid="t::b", outcome="failed", results=[_result(model="m2", passed=False, v1=True)]),
+    ]
+    doc = res.build_document(records, run={}, manifest={})
+    first, second = doc["rows"]
+    assert (first["status"], first["sound"], first["soundness"], first["failed_checks"]) == (
+        "pass",
+        True,
+        "",
+        "",
+    )
+    assert second["status"] == "fail"
+    assert second["sound"] is True
+    assert all(first[f"check_{n}"] == "" for n in res.CHECK_NAMES)
+    assert doc["summary"]["unsound"] == 0
+    assert res.soundness_of(doc["details"][1])["label"] == "FAIL"
+    assert "UNSOUND" not in table(doc)
+    # a results.json of schema version 1 (rows without the new columns) still prints
+    old = dict(doc, schema_version=1)
+    old["rows"] = [
+        {k: v for k, v in r.items() if k not in ("status", "sound", "soundness")} for r in doc["rows"]
+    ]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(old), encoding="utf-8")
+    lines = terminal_table(path)
+    assert not any("UNSOUND" in line or "!" in line for line in lines)
+    assert "UNSOUND" not in table(old)
+
+
+def test_terminal_and_markdown_tables_mark_unsound_results(tmp_path: Path) -> None:
+    from pytest_robust.report.build import terminal_table
+    from pytest_robust.report.markdown import table
+
+    doc = _unsound_document()
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    lines = terminal_table(path)
+    scaled = next(line for line in lines if line.startswith("scaled"))
+    assert scaled.startswith("scaled        100.0  1.000 1.000      -   50.0!     -")
+    m1 = next(line for line in lines if line.startswith("m1 "))
+    assert "!" not in m1
+    head = lines[0]
+    assert head.index("PGD") + 3 == scaled.index("50.0!") + 4  # the column stays aligned
+    text = "\n".join(lines)
+    assert "2 results UNSOUND" in text
+    assert (
+        "UNSOUND (passed: soundness=warn): scaled · pgd 8/255 · failed checks saturation · t::warned" in text
+    )
+    assert "UNSOUND: strict-model · pgd 8/255 · failed checks gradient, unbounded · t::strict" in text
+    md = table(doc)
+    assert "| scaled |" in md
+    assert "50.0 [10.0, 90.0] **UNSOUND**" in md
+    assert md.count("**UNSOUND**") == 2 + 1 + 1  # two cells, the note, the strict entry
+    assert "- **UNSOUND (passed: soundness=warn)**: scaled, pgd 8/255: failed checks saturation" in md
+
+
+RUN = {"id": "r", "command": ["pytest"], "duration_s": 1.0}
+MANIFEST = {
+    "profile": {"name": "smoke", "description": "d"},
+    "config": {"seed": 0, "device": "cpu"},
+    "torch": {},
+    "platform": {},
+    "integrity": {"summary": "synthetic"},
+    "versions": {},
+}
+
+
+def test_report_html_shows_unsound_verdicts_and_every_check() -> None:
+    from pytest_robust.report.html import render_report
+
+    doc = _unsound_document()
+    doc.update(run=RUN, manifest=MANIFEST)
+    html = render_report(doc)
+    assert "<script" not in html
+    assert 'href="#soundness"' in html
+    verdict = html[html.index('id="verdict-line"') : html.index('id="table"')]
+    assert "2 UNSOUND" in verdict
+    failed = verdict[verdict.index('id="unsound-failed"') : verdict.index('id="unsound-warned"')]
+    for text in (
+        "t::strict",
+        "strict-model",
+        "unsound",
+        "[pgd] zero gradient",
+        "why gradient matters",
+        "how to fix unbounded",
+    ):
+        assert text in failed, text
+    assert "t::warned" not in failed
+    warned = verdict[verdict.index('id="unsound-warned"') :]
+    assert "passed only under soundness=warn" in verdict
+    assert "UNSOUND (passed: soundness=warn)" in warned
+    assert "how to fix saturation" in warned
+    assert "&lt;script&gt;" in warned
+    section = html[html.index('id="soundness-table"') : html.index('id="tests"')]
+    assert section.count("<tr>") == 1 + 3
+    assert 'class="l check-fail" title="cross-entropy gradient is zero on 90% &lt;script&gt;' in section
+    assert 'title="[fgsm] fine | [pgd] zero gradient">fail<' in section
+    assert section.count("check-none") == 1 + 1 + 6  # checks that did not run
+    tests = html[html.index('id="tests-table"') :]
+    assert re.search(r'<b class="unsound">UNSOUND \(passed: soundness=warn\)</b>', tests)
+    assert '<b class="outcome-passed">PASS</b>' in tests
+    assert tests.count('<table class="checks">') == 3
+    assert tests.count("<details open>") == 2  # the unsound evaluations' checks are shown open
+
+
+def test_report_html_of_a_v1_document_has_no_unsound_marks() -> None:
+    from pytest_robust.report.html import render_report
+
+    doc = res.build_document(
+        [res.TestRecord(nodeid="t::a", results=[_result(v1=True)])], run=RUN, manifest=MANIFEST
+    )
+    html = render_report(doc)
+    assert "UNSOUND" not in html
+    assert "No soundness check ran in this run" in html

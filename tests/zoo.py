@@ -108,3 +108,24 @@ ZOO = {
     "probabilities": Probabilities,
     "batch-statistics": BatchStatistics,
 }
+
+
+class _ReversedBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+
+class ReversedGradient(Wrapper):
+    """Finite, non-zero, but wrong gradients: the input gradient points away from the boundary."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.base(_ReversedBackward.apply(x))
+        return out
+
+
+ZOO["reversed-gradient"] = ReversedGradient

@@ -161,25 +161,44 @@ def terminal_table(path: Path) -> list[str]:
     def num(x: float | None) -> str:
         return "    -" if x is None else f"{x:5.3f}"
 
+    def cell(attack: dict[str, Any] | None) -> str:
+        """Accuracy and a mark: ``!`` when the evaluation is UNSOUND (listed below the table)."""
+        if not attack:
+            return pct(None) + " "
+        return pct(attack.get("acc")) + (" " if attack.get("sound", True) else "!")
+
     eps = table[0]["eps"]
     from pytest_robust.threat import format_eps
 
     width = max(12, *(len(t["model"]) for t in table))
     head = (
-        f"{'model':<{width}}  clean    F1   AUC   FGSM    PGD     AA   (accuracy %, Linf eps "
-        f"{format_eps(eps) if eps else '-'}, n={table[0]['n']})"
+        f"{'model':<{width}}  {'clean':>5}  {'F1':>5} {'AUC':>5}  {'FGSM':>5}  {'PGD':>5}  {'AA':>5}  "
+        f"(accuracy %, Linf eps {format_eps(eps) if eps else '-'}, n={table[0]['n']})"
     )
     lines = [head]
     for t in table:
         a = t["attacks"]
+        clean = pct(t["clean_acc"]) + (" " if t.get("clean_sound", True) else "!")
         lines.append(
-            f"{t['model']:<{width}}  {pct(t['clean_acc'])} {num(t['clean_f1'])} {num(t['clean_auc'])} "
-            f"{pct(a.get('fgsm', {}).get('acc'))}  {pct(a.get('pgd', {}).get('acc'))}  "
-            f"{pct(a.get('autoattack', {}).get('acc'))}"
+            f"{t['model']:<{width}}  {clean} {num(t['clean_f1'])} {num(t['clean_auc'])}  "
+            f"{cell(a.get('fgsm'))} {cell(a.get('pgd'))} {cell(a.get('autoattack'))}".rstrip()
         )
     summary = document["summary"]
     outcomes = ", ".join(f"{n} {o}" for o, n in summary["outcomes"].items() if n)
-    lines.append(f"verdict: {'PASSED' if summary['passed'] else 'FAILED'} ({outcomes})")
+    unsound = res.unsound_rows(document)
+    if unsound:
+        lines.append("! UNSOUND: a soundness check failed, the number is not evidence")
+    verdict = "PASSED" if summary["passed"] else "FAILED"
+    if unsound:
+        outcomes += f"; {len(unsound)} result{'s' if len(unsound) != 1 else ''} UNSOUND"
+    lines.append(f"verdict: {verdict} ({outcomes})")
+    for r in unsound:
+        label = res.verdict_label(passed=bool(r["gate_passed"]), sound=False)
+        eps_label = r.get("eps_label") or format_eps(r["eps"])
+        lines.append(
+            f"  {label}: {r['model']} · {r['attack']} {eps_label} · failed checks "
+            f"{(r.get('failed_checks') or '?').replace(';', ', ')} · {r['nodeid']}"
+        )
     if summary["synthetic_data"]:
         lines.append(
             "data: the embedded SYNTHETIC set (not real patient data); pass --robust-data for real images"

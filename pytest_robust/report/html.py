@@ -51,6 +51,7 @@ def _model_cards(document: dict[str, Any]) -> list[dict[str, Any]]:
                 "model": model,
                 "row": row,
                 "attacked": title,
+                "sound": bool(row.get("sound", True)),
                 "confusion": Markup(
                     figures.confusion_pair(
                         ev["labels"],
@@ -95,6 +96,40 @@ def _curve_figures(document: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _soundness(document: dict[str, Any]) -> dict[str, Any]:
+    """Per row: the label, the checks (full, from the detail) and one status per known check;
+    the unsound rows split into those that failed the gate and those passed under ``warn``."""
+    entries = []
+    for row, detail in zip(document["rows"], document["details"], strict=True):
+        sound = res.soundness_of(detail)
+        checks = sound["checks"]
+        cells = {}
+        for name in res.CHECK_NAMES:
+            mine = [c for c in checks if c.get("name") == name]
+            cells[name] = {
+                "status": res.check_status(mine, name),
+                "summary": " | ".join(str(c.get("summary", "")) for c in mine),
+            }
+        entries.append(
+            {
+                "row": row,
+                "label": sound["label"],
+                "sound": sound["sound"],
+                "policy": sound["soundness"],
+                "checks": checks,
+                "cells": cells,
+                "failed": [c for c in checks if c.get("status") == "fail"],
+            }
+        )
+    unsound = [e for e in entries if not e["sound"]]
+    return {
+        "entries": entries,
+        "failed_gate": [e for e in unsound if not e["row"]["gate_passed"]],
+        "warned": [e for e in unsound if e["row"]["gate_passed"]],
+        "any_checks": any(e["checks"] for e in entries),
+    }
+
+
 def render_report(document: dict[str, Any]) -> str:
     """The page for ``document`` (see :func:`pytest_robust.report.results.build_document`)."""
     from pytest_robust.report.reference import CITATION
@@ -123,5 +158,7 @@ def render_report(document: dict[str, Any]) -> str:
         "findings": findings,
         "tests": tests,
         "rows": document["rows"],
+        "soundness": _soundness(document),
+        "check_names": res.CHECK_NAMES,
     }
     return str(_environment().get_template("report.html.j2").render(**context))

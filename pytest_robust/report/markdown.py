@@ -27,8 +27,16 @@ def _cell(value: str, ref: dict[str, float], key: str, fmt: Any) -> str:
     return f"{value} ({fmt(ref[key])})" if key in ref else value
 
 
+def _mark(value: str, sound: bool) -> str:
+    return value if sound else f"{value} **UNSOUND**"
+
+
 def table(document: dict[str, Any]) -> str:
-    """One line per model: this run's value, then the study's in parentheses."""
+    """One line per model: this run's value, then the study's in parentheses.
+
+    A value whose evaluation failed a soundness check is marked **UNSOUND**; every unsound
+    evaluation (at any eps) is listed under the table with its failed checks.
+    """
     rows = res.model_table(document)
     if not rows:
         return "(no results)\n"
@@ -41,7 +49,7 @@ def table(document: dict[str, Any]) -> str:
         ref = t["reference"] or {}
         attacks = t["attacks"]
         cells = [
-            _cell(_pct(t["clean_acc"]), ref, "clean_acc", _pct),
+            _cell(_mark(_pct(t["clean_acc"]), t.get("clean_sound", True)), ref, "clean_acc", _pct),
             _cell(_num(t["clean_f1"]), ref, "clean_f1", _num),
             _cell(_num(t["clean_auc"]), ref, "clean_auc", _num),
         ]
@@ -50,6 +58,7 @@ def table(document: dict[str, Any]) -> str:
             if a in attacks:
                 lo, hi = attacks[a]["ci"]
                 value = f"{_pct(attacks[a]['acc'])} [{_pct(lo)}, {_pct(hi)}]"
+                value = _mark(value, attacks[a].get("sound", True))
             cells.append(_cell(value, ref, a, _pct))
         lines.append("| " + " | ".join([t["model"], *cells]) + " |")
     eps = rows[0]["eps"]
@@ -57,6 +66,18 @@ def table(document: dict[str, Any]) -> str:
         f"\nAccuracy in %, Linf eps {format_eps(eps) if eps else '–'}, n = {rows[0]['n']} per model; "
         "brackets: 95% Clopper–Pearson interval; parentheses: the reference study's Table V.\n"
     )
+    unsound = [
+        f"- **{res.verdict_label(passed=bool(r['gate_passed']), sound=False)}**: {r['model']}, "
+        f"{r['attack']} {r.get('eps_label') or r['eps']}: failed checks "
+        f"{(r.get('failed_checks') or '?').replace(';', ', ')} (`{r['nodeid']}`)"
+        for r in res.unsound_rows(document)
+    ]
+    if unsound:
+        note += (
+            "\n**UNSOUND**: a soundness check failed, so the measured accuracy is not evidence:\n\n"
+            + "\n".join(unsound)
+            + "\n"
+        )
     return head + "\n".join(lines) + "\n" + note
 
 

@@ -1,4 +1,4 @@
-"""The results document (``results.json``, schema ``pytest-robust/results`` version 1) and its rows.
+"""The results document (``results.json``, schema ``pytest-robust/results`` version 2) and its rows.
 
 Pure functions over plain JSON: the collector hands over one :class:`TestRecord` per test (with
 the robustness results the test recorded in ``user_properties``); :func:`build_document` turns
@@ -21,11 +21,26 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SCHEMA: Final = "pytest-robust/results"
-SCHEMA_VERSION: Final = 1
+#: 2: soundness columns in the rows (``status``, ``sound``, ``soundness``, ``failed_checks``,
+#: ``check_<name>``) and ``summary.unsound``; 1: the first release.
+SCHEMA_VERSION: Final = 2
 
 #: Attack names in increasing strength: the table's columns and the choice of "strongest".
 ATTACK_ORDER: Final = ("fgsm", "pgd", "autoattack")
 OUTCOMES: Final = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
+#: The per-evaluation soundness checks (:mod:`pytest_robust.soundness`), in the order of the
+#: ``check_<name>`` columns and of the report's soundness table.
+CHECK_NAMES: Final = (
+    "gradient",
+    "saturation",
+    "determinism",
+    "output-form",
+    "batch-independence",
+    "unbounded",
+    "black-box",
+    "attack-order",
+    "autoattack-flags",
+)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -71,6 +86,49 @@ def _clean(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
+def check_status(checks: list[dict[str, Any]], name: str) -> str:
+    """The status of check ``name``: ``fail`` when any entry of that name failed (a worst case
+    holds one per evaluation it combines), else ``pass`` when any passed, else ``skip``; ``""``
+    when the check did not run."""
+    statuses = {str(c.get("status", "")) for c in checks if c.get("name") == name}
+    for status in ("fail", "pass", "skip"):
+        if status in statuses:
+            return status
+    return next(iter(sorted(statuses)), "")
+
+
+def soundness_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The soundness fields of one result (``RobustResult.to_json()``).
+
+    Results written before the soundness checks existed have none of the keys: they read as
+    sound, with the status from ``passed`` and no soundness policy (``""``).
+    """
+    ev, vd = result["evaluation"], result["verdict"]
+    checks = list(ev.get("checks") or [])
+    failed = vd.get("failed_checks")
+    if failed is None:
+        failed = [str(c["name"]) for c in checks if c.get("status") == "fail"]
+    failed = list(dict.fromkeys(str(f) for f in failed))
+    sound = bool(vd.get("sound", ev.get("sound", not failed)))
+    passed = bool(vd["passed"])
+    status = str(vd.get("status") or ("unsound" if not sound else "pass" if passed else "fail"))
+    return {
+        "status": status,
+        "sound": sound,
+        "soundness": str(vd.get("soundness") or ""),
+        "failed_checks": failed,
+        "checks": checks,
+        "label": verdict_label(passed=passed, sound=sound),
+    }
+
+
+def verdict_label(*, passed: bool, sound: bool) -> str:
+    """PASS, FAIL, UNSOUND, or UNSOUND (passed: soundness=warn): :meth:`pytest_robust.gate.Verdict.label`."""
+    if not sound:
+        return "UNSOUND (passed: soundness=warn)" if passed else "UNSOUND"
+    return "PASS" if passed else "FAIL"
+
+
 def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[str, Any]:
     """One flat row per robustness result: what results.csv holds (per-sample data stays in the detail)."""
     ev, vd, ctx = result["evaluation"], result["verdict"], result.get("context", {})
@@ -78,6 +136,7 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
     adv_f1, adv_auc = _metrics(ev["labels"], ev["adv_pred"], ev["adv_scores"])
     eps = float(ev["threat"]["eps"])
     attack = ev["attack"]["name"] if eps > 0 else "none"
+    sound = soundness_of(result)
     return {
         "row": row_id,
         "nodeid": record.nodeid,
@@ -104,6 +163,11 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
         "policy": vd["policy"],
         "gate_passed": vd["passed"],
         "reason": vd["reason"],
+        "status": sound["status"],
+        "sound": sound["sound"],
+        "soundness": sound["soundness"],
+        "failed_checks": ";".join(sound["failed_checks"]),
+        **{f"check_{name}": check_status(sound["checks"], name) for name in CHECK_NAMES},
         "data_name": ev["data"]["name"],
         "data_synthetic": bool(ev["data"].get("synthetic")),
         "data_fingerprint": ev["data"]["fingerprint"],
@@ -147,6 +211,7 @@ def build_document(
             "passed": counts.get("failed", 0) == 0 and counts.get("error", 0) == 0,
             "results": len(rows),
             "synthetic_data": any(r["data_synthetic"] for r in rows),
+            "unsound": sum(not r["sound"] for r in rows),
         },
         "tests": tests,
         "rows": rows,
@@ -210,6 +275,8 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
             "clean_acc": clean["clean_acc"],
             "clean_f1": clean["clean_f1"],
             "clean_auc": clean["clean_auc"],
+            # an attacked row stands in for a missing clean one: its soundness is the attack's
+            "clean_sound": _sound(clean) if clean["eps"] == 0 else True,
             "eps": eps,
             "attacks": {},
         }
@@ -225,6 +292,8 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
                     "row": hit["row"],
                     "f1": hit["adv_f1"],
                     "auc": hit["adv_auc"],
+                    "sound": _sound(hit),
+                    "failed_checks": hit.get("failed_checks", ""),
                 }
         ref = reference_row(clean["arch"], clean["recipe"])
         entry["reference"] = (
@@ -241,6 +310,15 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
         )
         table.append(entry)
     return table
+
+
+def _sound(row: dict[str, Any]) -> bool:
+    return bool(row.get("sound", True))
+
+
+def unsound_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows whose evaluation failed a soundness check, in row order (a v1 document has none)."""
+    return [r for r in document["rows"] if not _sound(r)]
 
 
 def strongest_row(document: dict[str, Any], model: str) -> dict[str, Any] | None:
