@@ -8,10 +8,11 @@ its adversarial input.
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +41,11 @@ from pytest_robust.soundness import (
     black_box_check,
     ensemble_order_check,
     flags_check,
+    gradient_losses,
     model_checks,
     spread,
     unbounded_check,
+    uses_gradients,
 )
 from pytest_robust.threat import Norm, ThreatModel, format_eps
 
@@ -235,6 +238,7 @@ def evaluate(
     examples: int = 0,
     model_sha256: str | None = None,
     soundness: SoundnessConfig | None = None,
+    check_cache: MutableMapping[str, Any] | None = None,
 ) -> EvalResult:
     """Measure clean and robust correctness of ``model`` on every sample of ``data``, then check it.
 
@@ -242,9 +246,11 @@ def evaluate(
     gallery, successful attacks first, the classes in turn. ``model_sha256``: the model's
     fingerprint when the caller already computed it (hashing large weights takes a moment).
     ``soundness``: the checks' configuration (default :class:`SoundnessConfig`); a model declared
-    ``randomized`` there is evaluated as the mean of its draws. The global torch RNG is seeded with
-    ``seed`` for the evaluation (and restored after), so a randomized model gives the same numbers
-    on every run.
+    ``randomized`` there is evaluated as the mean of its draws. ``check_cache``: a mapping in which
+    the model checks (which depend on the model and the data, not on the attack) are kept and
+    reused for the same model object, weights, structure and behaviour on the same samples. The
+    global torch RNG is seeded with ``seed`` for the evaluation (and restored after), so a
+    randomized model gives the same numbers on every run.
     """
     attack = coerce_attack(attack)
     cfg = soundness or SoundnessConfig()
@@ -305,7 +311,7 @@ def evaluate(
                     first_attacked = start
                 if idx.numel() and threat.eps > 0:
                     x_sel, y_sel = x[idx], y[idx]
-                    if start == first_attacked:
+                    if start == first_attacked and uses_gradients(attack.config()):
                         require_gradient_path(attacked, x_sel[:2])
                     outcome = run_attack(attack, attacked, x_sel, y_sel, threat, generator=generator)
                     x_adv = outcome.x_adv
@@ -342,9 +348,16 @@ def evaluate(
                 "structure": structure_fingerprint(model),
                 "behaviour": behaviour_fingerprint(attacked, probe),
             }
+            weights = model_sha256 or model_fingerprint(model)
             if cfg.enabled:
+                identity = json.dumps(
+                    [id(model), weights, fingerprints, data.fingerprint(), clean_ok, cfg.to_json(),
+                     threat.norm.value, sorted(gradient_losses(attack.config())), str(target)],
+                    sort_keys=True,
+                )
                 checks = _soundness_checks(
                     model, attacked, attack, data, threat, cfg, seed=seed, target=target,
+                    cache=check_cache, identity=identity,
                     clean_ok=clean_ok, robust_ok=robust_ok,
                     outcome=AttackOutcome(x_adv=probe, broken_by=tuple(broken_by), flags=tuple(flags),
                                           parts=parts),
@@ -376,7 +389,7 @@ def evaluate(
         model={
             "class": type(model).__name__,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "fingerprint": model_sha256 or model_fingerprint(model),
+            "fingerprint": weights,
             **fingerprints,
             "randomized": cfg.randomized,
             **({"draws": cfg.draws} if cfg.randomized else {}),
@@ -395,20 +408,26 @@ def evaluate(
 def _soundness_checks(
     raw: nn.Module, attacked: nn.Module, attack: Attack, data: ImageDataset, threat: ThreatModel,
     cfg: SoundnessConfig, *, seed: int, target: torch.device, clean_ok: Sequence[bool],
-    robust_ok: Sequence[bool], outcome: AttackOutcome,
+    robust_ok: Sequence[bool], outcome: AttackOutcome, cache: MutableMapping[str, Any] | None,
+    identity: str,
 ) -> tuple[Check, ...]:
     """Every per-evaluation check of :mod:`pytest_robust.soundness`, on the clean-correct samples."""
     correct = [i for i, ok in enumerate(clean_ok) if ok]
-    probe = spread(correct, cfg.probe_samples)
-    x_probe = data.images[probe].to(target)
-    y_probe = data.labels[probe].to(target)
     no_attack = attack.name == "none" or threat.eps == 0
-    checks = model_checks(raw, attacked, x_probe, y_probe, threat, attack.config(), cfg)
+    if cache is not None and identity in cache:
+        checks = list(cache[identity][1])
+    else:
+        probe = spread(correct, cfg.probe_samples)
+        x_probe = data.images[probe].to(target)
+        y_probe = data.labels[probe].to(target)
+        checks = model_checks(raw, attacked, x_probe, y_probe, threat, attack.config(), cfg)
+        if cache is not None:
+            cache[identity] = (raw, tuple(checks))  # the reference pins the model's id
     if no_attack:
         skip = {"gradient", "saturation", "output-form"}
         return tuple(Check(name=c.name, status=SKIP, summary=f"not relevant without an attack ({c.summary})")
                      if c.name in skip else c for c in checks)
-    few = spread(correct, cfg.attack_samples)
+    few = spread(correct, cfg.unbounded_samples)
     checks.append(unbounded_check(attacked, attack, data.images[few].to(target), data.labels[few].to(target),
                                   threat, cfg, seed))
     x_all, y_all = data.images[correct].to(target), data.labels[correct].to(target)

@@ -41,6 +41,8 @@ FINDING = "pytest_robust.finding"
 DEFAULT_REPORT_DIR = "reports"
 
 MEMO_KEY = pytest.StashKey[dict[str, Any]]()
+#: the model checks of the soundness module, per model and data (they do not depend on the attack)
+CHECKS_KEY = pytest.StashKey[dict[str, Any]]()
 RUN_ID_KEY = pytest.StashKey[str]()
 
 # option name, ini name, parser, default (None: the profile's), help
@@ -137,6 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[CONFIG_KEY] = resolve_config(config)
     config.stash[MEMO_KEY] = {}
+    config.stash[CHECKS_KEY] = {}
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "pytest_robust_run_id" in workerinput:
         config.stash[RUN_ID_KEY] = str(workerinput["pytest_robust_run_id"])
@@ -345,7 +348,8 @@ def assert_robust(
 
     def bound(model: nn.Module, attack: Attack | str, **kwargs: Any) -> RobustResult:
         __tracebackhide__ = True
-        kwargs.setdefault("evaluator", functools.partial(memoised_evaluate, memo))
+        kwargs.setdefault("evaluator", functools.partial(
+            memoised_evaluate, memo, check_cache=request.config.stash[CHECKS_KEY]))
         if kwargs.get("data") is None:
             kwargs["data"] = request.getfixturevalue("robust_data")
         if kwargs.get("n") is None:
@@ -380,6 +384,7 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     from pytest_robust.evaluate import evaluate
     from pytest_robust.models import behaviour_fingerprint, model_fingerprint, structure_fingerprint
 
+    kwargs.setdefault("check_cache", None)
     attack_ = coerce_attack(attack)
     weights = model_fingerprint(model)
     soundness = kwargs.get("soundness")

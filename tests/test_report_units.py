@@ -8,6 +8,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -146,6 +147,13 @@ def test_rows_metrics_and_table() -> None:
     assert table[0]["reference"]["pgd"] == pytest.approx(0.0091)
     frame = res.rows_frame(doc)
     assert frame.loc[0, "time_total_s"] == 1.0
+    # text a spreadsheet would run as a formula is neutralised in results.csv (numbers are not)
+    hostile = {**result, "context": {"model": '=HYPERLINK("http://x","y")', "arch": "@SUM(A1)"}}
+    frame = res.rows_frame(res.build_document([res.TestRecord(nodeid="-t::a", results=[hostile])],
+                                              run={}, manifest={}))
+    assert frame.loc[0, "model"] == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert frame.loc[0, "nodeid"] == "'-t::a"
+    assert frame.loc[0, "robust_acc"] == 0.25
 
 
 def test_markdown_table_puts_the_study_beside_the_run() -> None:
@@ -429,3 +437,142 @@ def test_report_html_of_a_v1_document_has_no_unsound_marks() -> None:
     html = render_report(doc)
     assert "UNSOUND" not in html
     assert "No soundness check ran in this run" in html
+
+
+# --- the worst case over the attacks: its own column, no study value ---------------------------------
+
+
+def _at_4(
+    attack: str,
+    acc: float,
+    *,
+    model: str,
+    context: dict[str, Any],
+    checks: list[dict[str, object]] | None = None,
+) -> dict[str, Any]:
+    """A result at 4/255 (the table's eps); ``worst-case`` as :func:`pytest_robust.evaluate.worst_case`
+    names it."""
+    result: dict[str, Any] = _result(model=model, attack=attack, checks=checks)
+    ev = result["evaluation"]
+    ev["threat"] = {"norm": "Linf", "eps": 4 / 255}
+    ev["robust_acc"] = acc
+    if attack == res.WORST_CASE:
+        ev["attack"] = {"name": attack, "attacks": [{"name": a} for a in res.ATTACK_ORDER]}
+        ev["attack_description"] = "worst case of FGSM + PGD + AUTOATTACK"
+    result["context"] = context
+    return result
+
+
+def _worst_case_document() -> dict[str, Any]:
+    """A study model (resnet50 standard) and another one, each with FGSM, PGD, AutoAttack and
+    their worst case at 4/255; the other model's worst case is UNSOUND (passed under warn)."""
+    study = {"model": "resnet50 standard", "arch": "resnet50", "recipe": "standard"}
+    other = {"model": "other"}
+    failed = [_check("gradient", "fail", "[pgd] zero gradient"), _check("saturation")]
+    records = [
+        res.TestRecord(
+            nodeid=f"t::{name}",
+            results=[
+                _at_4("fgsm", 0.75, model=ctx["model"], context=ctx),
+                _at_4("pgd", 0.5, model=ctx["model"], context=ctx),
+                _at_4("autoattack", 0.5, model=ctx["model"], context=ctx),
+                _at_4(res.WORST_CASE, 0.25, model=ctx["model"], context=ctx, checks=checks),
+            ],
+        )
+        for name, ctx, checks in (("study", study, None), ("other", other, failed))
+    ]
+    return res.build_document(records, run=RUN, manifest=MANIFEST)
+
+
+def test_worst_case_gets_its_own_column_without_a_study_value(tmp_path: Path) -> None:
+    from pytest_robust.report.build import terminal_table
+    from pytest_robust.report.html import render_report
+    from pytest_robust.report.markdown import table as markdown_table
+
+    doc = _worst_case_document()
+    # results.json rows and results.csv: one row per result, the worst case like any other
+    assert [r["attack"] for r in doc["rows"]] == [*res.ATTACK_ORDER, res.WORST_CASE] * 2
+    frame = res.rows_frame(doc)
+    worst_rows = frame[frame["attack"] == res.WORST_CASE]
+    assert list(worst_rows["model"]) == ["other", "resnet50 standard"]
+    assert list(worst_rows["robust_acc"]) == [0.25, 0.25]
+    assert all(d.startswith("worst case of") for d in worst_rows["attack_description"])
+    assert list(worst_rows["sound"]) == [False, True]
+
+    # the model table: a cell after AutoAttack; the study has no worst case (None, not a number)
+    table = {t["model"]: t for t in res.model_table(doc)}
+    assert list(table) == ["resnet50 standard", "other"]  # study models first
+    study, other = table["resnet50 standard"], table["other"]
+    assert list(study["attacks"]) == [*res.ATTACK_ORDER, res.WORST_CASE]
+    assert study["attacks"][res.WORST_CASE]["acc"] == 0.25
+    assert study["attacks"][res.WORST_CASE]["sound"] is True
+    assert study["attacks"]["autoattack"]["acc"] == 0.5
+    assert study["reference"][res.WORST_CASE] is None
+    assert study["reference"]["autoattack"] == pytest.approx(0.0)
+    assert other["attacks"][res.WORST_CASE]["sound"] is False
+    assert other["attacks"][res.WORST_CASE]["failed_checks"] == "gradient"
+    assert other["reference"] is None
+    # the strongest single attack still picks the model cards (a worst case keeps no examples)
+    assert res.strongest_row(doc, "other")["attack"] == "autoattack"  # type: ignore[index]
+
+    # markdown: the column after AutoAttack, "—" for the study, the UNSOUND mark on the cell
+    md = markdown_table(doc)
+    head = "| FGSM acc | PGD-20 acc | AutoAttack acc | worst case acc |\n" + "|---" * 8 + "|\n"
+    assert head in md
+    study_line = next(line for line in md.splitlines() if line.startswith("| resnet50 standard |"))
+    assert study_line.endswith("| 50.0 [10.0, 90.0] (0.0) | 25.0 [10.0, 90.0] (—) |")
+    assert study_line.count("|") == 9
+    other_line = next(line for line in md.splitlines() if line.startswith("| other |"))
+    assert other_line.endswith("| 50.0 [10.0, 90.0] | 25.0 [10.0, 90.0] **UNSOUND** |")
+    assert "the study does not report (—)" in md
+    assert "- **UNSOUND (passed: soundness=warn)**: other, worst-case 4/255: failed checks gradient" in md
+
+    # terminal: the column after AA, aligned under its heading, "!" on an unsound cell
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    lines = terminal_table(path)
+    head = lines[0]
+    assert head.index("AA") < head.index("worst case") < head.index("(accuracy %")
+    study_row = next(line for line in lines if line.startswith("resnet50 standard"))
+    other_row = next(line for line in lines if line.startswith("other"))
+    assert study_row.endswith(" 75.0   50.0   50.0        25.0")
+    assert other_row.endswith(" 75.0   50.0   50.0        25.0!")
+    for row in (study_row, other_row):
+        assert head.index("worst case") + len("worst case") == row.rindex("25.0") + 4
+        assert head.index("AA") + 2 == row.index("50.0", row.index("50.0") + 1) + 4
+    assert "UNSOUND (passed: soundness=warn): other · worst-case 4/255 · failed checks gradient" in "\n".join(
+        lines
+    )
+
+    # report.html: a "Worst case" column with "—" for the study; the UNSOUND mark on the cell
+    html = render_report(doc)
+    assert "<script" not in html
+    section = html[html.index('id="table-v"') : html.index("</table>", html.index('id="table-v"'))]
+    assert 'AutoAttack acc</th><th colspan="2">Worst case acc</th>' in section
+    assert section.count("<th>run</th>") == 3 + 4
+    assert section.count('<span title="the study reports no worst case">—</span>') == 1  # the study model
+    assert section.count("UNSOUND") == 1
+    assert 'title="failed checks: gradient">UNSOUND' in section
+    assert "the study reports no worst case (—)" in html
+    assert "Worst case" in html
+
+
+def test_without_a_worst_case_the_tables_keep_three_attack_columns(tmp_path: Path) -> None:
+    from pytest_robust.report.build import terminal_table
+    from pytest_robust.report.html import render_report
+    from pytest_robust.report.markdown import table as markdown_table
+
+    ctx = {"model": "resnet50 standard", "arch": "resnet50", "recipe": "standard"}
+    results = [_at_4(a, 0.5, model="m", context=ctx) for a in res.ATTACK_ORDER]
+    doc = res.build_document([res.TestRecord(nodeid="t", results=results)], run=RUN, manifest=MANIFEST)
+    assert not res.has_worst_case(res.model_table(doc))
+    md = markdown_table(doc)
+    assert "| AutoAttack acc |\n|---|---|---|---|---|---|---|\n" in md
+    assert "worst case" not in md
+    assert "—" not in md
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert "worst case" not in terminal_table(path)[0]
+    html = render_report(doc)
+    assert "Worst case" not in html
+    assert "—</span>" not in html

@@ -213,7 +213,7 @@ def test_unbounded_attack_detects_a_model_that_never_changes_its_mind(blobs: Ima
     unbounded = next(c for c in result.checks if c.name == "unbounded")
     assert unbounded.status == FAIL
     assert unbounded.measured == 0.0
-    assert "eps=1/2" in unbounded.summary
+    assert "0/8 at Linf eps=1/2" in unbounded.summary
 
 
 def test_evaluation_numbers_do_not_depend_on_the_checks(weak: nn.Module, blobs: ImageDataset) -> None:
@@ -486,3 +486,14 @@ def test_bad_soundness_arguments(weak: nn.Module, blobs: ImageDataset) -> None:
         assert_robust(weak, "pgd", eps=EPS, min_acc=0.5, data=blobs, randomized="yes")  # type: ignore[arg-type]
     with pytest.raises(RobustConfigError, match="max_bad_gradient"):
         SoundnessConfig(max_bad_gradient=2.0)
+
+
+def test_a_gradient_free_evaluation_needs_no_gradient(weak: nn.Module, blobs: ImageDataset) -> None:
+    """Square alone may measure a model without a gradient path; the gradient checks then skip."""
+    model = ZOO["no-gradient-path"](weak)
+    square = AutoAttack(attacks=("square",), square_queries=300)
+    result = evaluate(model, blobs, square, linf(EPS), device="cpu")
+    statuses = {c.name: c.status for c in result.checks}
+    assert statuses["gradient"] == SKIP
+    assert statuses["saturation"] == SKIP
+    assert result.robust_acc < result.clean_acc - 0.2  # Square breaks the weak model without a gradient

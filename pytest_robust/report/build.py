@@ -161,27 +161,31 @@ def terminal_table(path: Path) -> list[str]:
     def num(x: float | None) -> str:
         return "    -" if x is None else f"{x:5.3f}"
 
-    def cell(attack: dict[str, Any] | None) -> str:
+    def cell(attack: dict[str, Any] | None, width: int = 5) -> str:
         """Accuracy and a mark: ``!`` when the evaluation is UNSOUND (listed below the table)."""
         if not attack:
-            return pct(None) + " "
-        return pct(attack.get("acc")) + (" " if attack.get("sound", True) else "!")
+            return f"{pct(None):>{width}} "
+        return f"{pct(attack.get('acc')):>{width}}" + (" " if attack.get("sound", True) else "!")
 
     eps = table[0]["eps"]
     from pytest_robust.threat import format_eps
 
     width = max(12, *(len(t["model"]) for t in table))
+    # the worst case over the attacks (a "worst-case" result), when some model has one
+    worst = res.has_worst_case(table)
+    worst_head = f"{'worst case':>10}  " if worst else ""
     head = (
         f"{'model':<{width}}  {'clean':>5}  {'F1':>5} {'AUC':>5}  {'FGSM':>5}  {'PGD':>5}  {'AA':>5}  "
-        f"(accuracy %, Linf eps {format_eps(eps) if eps else '-'}, n={table[0]['n']})"
+        f"{worst_head}(accuracy %, Linf eps {format_eps(eps) if eps else '-'}, n={table[0]['n']})"
     )
     lines = [head]
     for t in table:
         a = t["attacks"]
         clean = pct(t["clean_acc"]) + (" " if t.get("clean_sound", True) else "!")
+        worst_cell = f" {cell(a.get(res.WORST_CASE), width=10)}" if worst else ""
         lines.append(
             f"{t['model']:<{width}}  {clean} {num(t['clean_f1'])} {num(t['clean_auc'])}  "
-            f"{cell(a.get('fgsm'))} {cell(a.get('pgd'))} {cell(a.get('autoattack'))}".rstrip()
+            f"{cell(a.get('fgsm'))} {cell(a.get('pgd'))} {cell(a.get('autoattack'))}{worst_cell}".rstrip()
         )
     summary = document["summary"]
     outcomes = ", ".join(f"{n} {o}" for o, n in summary["outcomes"].items() if n)

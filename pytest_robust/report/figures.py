@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -123,14 +123,23 @@ def eps_curves(curves: dict[str, list[tuple[float, float, float, float]]], *, ti
     return to_svg(fig)
 
 
-def accuracy_bars(table: list[dict[str, Any]], *, attacks: Sequence[str]) -> str:
-    """Grouped bars: clean and per-attack accuracy for every model (measured)."""
+def accuracy_bars(
+    table: list[dict[str, Any]], *, attacks: Sequence[str], labels: Mapping[str, str] | None = None
+) -> str:
+    """Grouped bars: clean and per-attack accuracy for every model (measured); ``labels``: the
+    legend's name of an attack column (default: its key)."""
     import numpy as np
 
+    labels = labels or {}
     models = [row["model"] for row in table]
     series = [("clean", [row["clean_acc"] for row in table])]
     for attack in attacks:
-        series.append((attack, [row["attacks"].get(attack, {}).get("acc", float("nan")) for row in table]))
+        series.append(
+            (
+                labels.get(attack, attack),
+                [row["attacks"].get(attack, {}).get("acc", float("nan")) for row in table],
+            )
+        )
     fig, ax = _new_figure(max(6.0, 0.7 * len(models) + 2), 3.4)
     x = np.arange(len(models))
     width = 0.8 / len(series)

@@ -33,8 +33,12 @@ def _environment() -> Any:
     return env
 
 
+#: Display names of the per-model table's accuracy columns (:data:`results.TABLE_ATTACKS`).
+ATTACK_NAMES = {"fgsm": "FGSM", "pgd": "PGD", "autoattack": "AutoAttack", res.WORST_CASE: "Worst case"}
+
+
 def _attack_label(row: dict[str, Any]) -> str:
-    return {"autoattack": "AutoAttack", "pgd": "PGD", "fgsm": "FGSM"}.get(row["attack"], str(row["attack"]))
+    return ATTACK_NAMES.get(row["attack"], str(row["attack"]))
 
 
 def _model_cards(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -135,7 +139,7 @@ def render_report(document: dict[str, Any]) -> str:
     from pytest_robust.report.reference import CITATION
 
     table = res.model_table(document)
-    attacks = [a for a in res.ATTACK_ORDER if any(a in t["attacks"] for t in table)]
+    attacks = [a for a in res.TABLE_ATTACKS if any(a in t["attacks"] for t in table)]
     tests = document["tests"]
     bad = [t for t in tests if t["outcome"] in ("failed", "error")]
     expected = [t for t in tests if t["outcome"] in ("xfailed", "xpassed")]
@@ -147,10 +151,10 @@ def render_report(document: dict[str, Any]) -> str:
         "manifest": document["manifest"],
         "table": table,
         "attacks": attacks,
-        "attack_names": {"fgsm": "FGSM", "pgd": "PGD", "autoattack": "AutoAttack"},
+        "attack_names": ATTACK_NAMES,
         "has_reference": any(t["reference"] for t in table),
         "citation": CITATION,
-        "bars": Markup(figures.accuracy_bars(table, attacks=attacks)) if table else None,
+        "bars": Markup(figures.accuracy_bars(table, attacks=attacks, labels=ATTACK_NAMES)) if table else None,
         "curves": _curve_figures(document),
         "cards": _model_cards(document),
         "bad": bad,

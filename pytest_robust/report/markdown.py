@@ -31,6 +31,18 @@ def _mark(value: str, sound: bool) -> str:
     return value if sound else f"{value} **UNSOUND**"
 
 
+#: The study's value where it reports none (the worst case over the attacks): not a measurement.
+NO_STUDY_VALUE = "—"
+
+#: Column headings of the per-model table's accuracy columns (:data:`results.TABLE_ATTACKS`).
+HEADINGS = {
+    "fgsm": "FGSM acc",
+    "pgd": "PGD-20 acc",
+    "autoattack": "AutoAttack acc",
+    res.WORST_CASE: "worst case acc",
+}
+
+
 def table(document: dict[str, Any]) -> str:
     """One line per model: this run's value, then the study's in parentheses.
 
@@ -40,10 +52,11 @@ def table(document: dict[str, Any]) -> str:
     rows = res.model_table(document)
     if not rows:
         return "(no results)\n"
-    head = (
-        "| model | clean acc | clean F1 | clean AUC | FGSM acc | PGD-20 acc | AutoAttack acc |\n"
-        "|---|---|---|---|---|---|---|\n"
-    )
+    # the worst case over the attacks gets its column when some model has one
+    worst = res.has_worst_case(rows)
+    columns = [*res.ATTACK_ORDER, res.WORST_CASE] if worst else list(res.ATTACK_ORDER)
+    headings = ["model", "clean acc", "clean F1", "clean AUC", *(HEADINGS[a] for a in columns)]
+    head = "| " + " | ".join(headings) + " |\n" + "|---" * len(headings) + "|\n"
     lines = []
     for t in rows:
         ref = t["reference"] or {}
@@ -53,18 +66,28 @@ def table(document: dict[str, Any]) -> str:
             _cell(_num(t["clean_f1"]), ref, "clean_f1", _num),
             _cell(_num(t["clean_auc"]), ref, "clean_auc", _num),
         ]
-        for a in res.ATTACK_ORDER:
+        for a in columns:
             value = "–"
             if a in attacks:
                 lo, hi = attacks[a]["ci"]
                 value = f"{_pct(attacks[a]['acc'])} [{_pct(lo)}, {_pct(hi)}]"
                 value = _mark(value, attacks[a].get("sound", True))
-            cells.append(_cell(value, ref, a, _pct))
+            if a in ref and ref[a] is None:  # the study has no such number
+                cells.append(f"{value} ({NO_STUDY_VALUE})")
+            else:
+                cells.append(_cell(value, ref, a, _pct))
         lines.append("| " + " | ".join([t["model"], *cells]) + " |")
     eps = rows[0]["eps"]
     note = (
         f"\nAccuracy in %, Linf eps {format_eps(eps) if eps else '–'}, n = {rows[0]['n']} per model; "
-        "brackets: 95% Clopper–Pearson interval; parentheses: the reference study's Table V.\n"
+        "brackets: 95% Clopper–Pearson interval; parentheses: the reference study's Table V"
+        + (
+            f"; worst case: the pointwise worst case over the attacks (a sample counts only when every "
+            f"attack failed on it), which the study does not report ({NO_STUDY_VALUE})"
+            if worst
+            else ""
+        )
+        + ".\n"
     )
     unsound = [
         f"- **{res.verdict_label(passed=bool(r['gate_passed']), sound=False)}**: {r['model']}, "

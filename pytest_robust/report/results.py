@@ -27,6 +27,12 @@ SCHEMA_VERSION: Final = 2
 
 #: Attack names in increasing strength: the table's columns and the choice of "strongest".
 ATTACK_ORDER: Final = ("fgsm", "pgd", "autoattack")
+#: The attack name of :func:`pytest_robust.evaluate.worst_case` (the pointwise worst case over
+#: several evaluations): the per-model table's last column. The reference study reports no such
+#: number, so its study value is always ``None``.
+WORST_CASE: Final = "worst-case"
+#: The per-model table's accuracy columns, in order: the attacks, then their worst case.
+TABLE_ATTACKS: Final = (*ATTACK_ORDER, WORST_CASE)
 OUTCOMES: Final = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
 #: The per-evaluation soundness checks (:mod:`pytest_robust.soundness`), in the order of the
 #: ``check_<name>`` columns and of the report's soundness table.
@@ -219,13 +225,28 @@ def build_document(
     }
 
 
+#: A spreadsheet evaluates a cell that starts with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """Text that a spreadsheet would run as a formula, prefixed with ``'`` (OWASP); numbers untouched."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 def rows_frame(document: dict[str, Any]) -> pd.DataFrame:
-    """All rows as a pandas table (timings flattened into ``time_*`` columns)."""
+    """All rows as a pandas table (timings flattened into ``time_*`` columns), for results.csv.
+
+    Text cells that start like a spreadsheet formula (test ids, model labels come from test code)
+    are neutralised.
+    """
     import pandas as pd
 
     flat = []
     for row in document["rows"]:
-        r = {k: v for k, v in row.items() if k != "timings"}
+        r = {k: neutralise(v) for k, v in row.items() if k != "timings"}
         r.update({f"time_{k}": v for k, v in row["timings"].items()})
         flat.append(r)
     return pd.DataFrame(flat)
@@ -256,6 +277,10 @@ def models_in_order(rows: list[dict[str, Any]]) -> list[str]:
 def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
     """The Table V equivalent: one row per model, clean metrics and accuracy per attack at the main eps.
 
+    The cells are keyed by :data:`TABLE_ATTACKS`: the attacks and the worst case over them (a
+    ``worst-case`` row); ``reference`` holds the study's values under the same keys, ``None`` for
+    the worst case, which the study does not report.
+
     Each cell names the row it came from; with several rows for one cell (the same evaluation
     recorded by two tests) the first wins — they are identical by construction.
     """
@@ -280,7 +305,7 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
             "eps": eps,
             "attacks": {},
         }
-        for attack in ATTACK_ORDER:
+        for attack in TABLE_ATTACKS:
             hit = next(
                 (r for r in mine if r["attack"] == attack and eps is not None and abs(r["eps"] - eps) < 1e-9),
                 None,
@@ -306,10 +331,16 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
                 "fgsm": ref.fgsm_acc,
                 "pgd": ref.pgd_acc,
                 "autoattack": ref.autoattack_acc,
+                WORST_CASE: None,  # the study reports no worst case: never a made-up number
             }
         )
         table.append(entry)
     return table
+
+
+def has_worst_case(table: list[dict[str, Any]]) -> bool:
+    """Whether some model of :func:`model_table` has a worst-case cell (the column is shown then)."""
+    return any(WORST_CASE in t["attacks"] for t in table)
 
 
 def _sound(row: dict[str, Any]) -> bool:
@@ -322,7 +353,11 @@ def unsound_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def strongest_row(document: dict[str, Any], model: str) -> dict[str, Any] | None:
-    """The row of ``model``'s strongest attack at the main eps (AutoAttack > PGD > FGSM)."""
+    """The row of ``model``'s strongest attack at the main eps (AutoAttack > PGD > FGSM).
+
+    A worst-case row is not preferred over its parts: it keeps no adversarial examples for the
+    gallery; it is taken only when the model has no single-attack row at that eps.
+    """
     rows = document["rows"]
     eps = main_eps(rows)
     mine = [r for r in rows if r["model"] == model and eps is not None and abs(r["eps"] - eps) < 1e-9]
