@@ -8,7 +8,7 @@ from pytest_robust.architectures import REFERENCE_ARCHITECTURES
 from pytest_robust.config import PROFILES
 from suites import test_isic_benchmark as suite
 
-CHECKS_PER_MODEL = {"monotone", "pgd_vs_fgsm", "aa_vs_pgd", "majority"}
+CHECKS_PER_MODEL = {"monotone", "pgd_vs_fgsm", "aa_vs_pgd", "majority", "sound"}
 CHECKS_PER_ARCH = {"collapse", "at_gain"}
 
 

@@ -103,6 +103,9 @@ class AutoAttack:
     square_queries: int = 5000
     fab_restarts: int = 1
     batch_size: int = 500
+    #: run the library's own checks (randomness, output range, dynamic defence) with each call;
+    #: the soundness module switches them off for its internal probes, where they only cost time
+    library_checks: bool = True
 
     def __post_init__(self) -> None:
         for field in ("apgd_steps", "apgd_restarts", "square_queries", "fab_restarts", "batch_size"):
@@ -141,6 +144,7 @@ class AutoAttack:
             "square_queries": self.square_queries,
             "fab_restarts": self.fab_restarts,
             "batch_size": self.batch_size,
+            **({} if self.library_checks else {"library_checks": False}),
         }
 
     def _part(self, attack: str) -> str:
@@ -256,6 +260,8 @@ def _run_pyautoattack(module: Any, attack: AutoAttack, model: nn.Module, x: torc
     adversary = module.AutoAttack(model, attacks=[sub], device=plan.device,
                                   eps=plan.eps, norm=plan.norm, seed=plan.seed, version="custom")
     attack.configure(adversary, plan)
+    if not attack.library_checks:
+        return _direct(adversary, sub, x, y, plan)
     return _first(adversary.run_standard_evaluation(x, y, batch_size=attack.batch_size))
 
 
@@ -266,7 +272,27 @@ def _run_upstream(module: Any, attack: AutoAttack, model: nn.Module, x: torch.Te
                                   attacks_to_run=[sub], version="custom",
                                   device=plan.device, log_path=None)
     attack.configure(adversary, plan)
+    if not attack.library_checks:
+        return _direct(adversary, sub, x, y, plan)
     return _first(adversary.run_standard_evaluation(x, y, bs=attack.batch_size, return_labels=False))
+
+
+def _direct(adversary: Any, sub: str, x: torch.Tensor, y: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """Run one sub-attack object of the library directly, as its evaluation loop does, minus its checks."""
+    if sub in ("apgd-ce", "apgd-dlr"):
+        runner = adversary.apgd
+        runner.loss = "ce" if sub == "apgd-ce" else "dlr"
+    elif sub == "apgd-t":
+        runner = adversary.apgd_targeted
+    elif sub in ("fab", "fab-t"):
+        runner = adversary.fab
+        runner.targeted = sub == "fab-t"
+        if sub == "fab-t":
+            runner.n_restarts = 1
+    else:
+        runner = adversary.square
+    runner.seed = plan.seed
+    return _first(runner.perturb(x, y))
 
 
 def _first(result: Any) -> torch.Tensor:

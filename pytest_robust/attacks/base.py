@@ -104,8 +104,9 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tenso
     true = logits.gather(1, y.view(-1, 1)).squeeze(1)
     others = logits.scatter(1, y.view(-1, 1), float("-inf"))
     margin = others.max(dim=1).values - true
-    spread = (logits.max(dim=1).values - logits.min(dim=1).values).detach().clamp_min(1e-12)
-    return margin / spread
+    scale = logits.detach().norm(dim=1).clamp_min(1e-12)
+    normalised: torch.Tensor = margin / scale
+    return normalised
 
 
 def forward_with_grad(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
