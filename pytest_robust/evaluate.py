@@ -446,8 +446,10 @@ def worst_case(results: Sequence[EvalResult]) -> EvalResult:
     """The pointwise worst case over evaluations of one model on the same samples at one threat.
 
     A sample is robust only if it is robust under every one of ``results``; its adversarial
-    prediction and score come from the first evaluation that broke it. Checks of every
-    evaluation are kept (their summaries name the attack).
+    prediction and score come from the first evaluation that broke it. Every broken sample was
+    broken by a verified adversarial input, and every sample left robust was left robust by each
+    evaluation, so the worst case is evidence when at least one of them is: its checks are those of
+    the sound evaluations (their summaries name the attack), or of all when none is sound.
     """
     if not results:
         raise RobustConfigError("worst_case needs at least one evaluation")
@@ -474,10 +476,11 @@ def worst_case(results: Sequence[EvalResult]) -> EvalResult:
                 adv_scores[i] = r.adv_scores[i]
                 broken_by[i] = f"{r.attack['name']}:{r.broken_by[i]}" if r.broken_by and r.broken_by[i] \
                     else str(r.attack["name"])
+    trusted = [r for r in results if r.sound] or list(results)
     checks = tuple(
         Check(name=c.name, status=c.status, summary=f"[{r.attack['name']}] {c.summary}", measured=c.measured,
               threshold=c.threshold, why=c.why, fix=c.fix)
-        for r in results for c in r.checks
+        for r in trusted for c in r.checks
     )
     timings = {k: sum(r.timings.get(k, 0.0) for r in results) for k in first.timings}
     return EvalResult(

@@ -365,7 +365,14 @@ def test_worst_case_is_pointwise(weak: nn.Module, blobs: ImageDataset) -> None:
         assert combined.robust_correct[i] == all(r.robust_correct[i] for r in results)
     assert combined.robust_acc <= min(r.robust_acc for r in results)
     assert combined.attack["name"] == "worst-case"
-    assert len(combined.checks) == sum(len(r.checks) for r in results)
+    assert len(combined.checks) == sum(len(r.checks) for r in results)  # both sound: all checks kept
+    from dataclasses import replace
+
+    flagged = Check(name="black-box", status=FAIL, summary="Square broke what FGSM left")
+    masked = replace(results[0], checks=(*results[0].checks, flagged))
+    assert not masked.sound and results[1].sound
+    assert worst_case([masked, results[1]]).sound  # evidence when one of its parts is
+    assert not worst_case([masked, masked]).sound
     again = EvalResult.from_json(json.loads(json.dumps(combined.to_json())))
     assert again == combined
     other = evaluate(weak, blobs, FGSM(), linf(8 / 255), device="cpu")
