@@ -378,11 +378,14 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     deterministic for those, so reuse changes no number; it saves the findings tests from
     re-attacking models that the per-model tests already attacked.
     """
-    import torch
-
     from pytest_robust.attacks import coerce_attack
     from pytest_robust.evaluate import evaluate
-    from pytest_robust.models import behaviour_fingerprint, model_fingerprint, structure_fingerprint
+    from pytest_robust.models import (
+        behaviour_fingerprint,
+        model_device,
+        model_fingerprint,
+        structure_fingerprint,
+    )
 
     kwargs.setdefault("check_cache", None)
     attack_ = coerce_attack(attack)
@@ -390,7 +393,7 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     soundness = kwargs.get("soundness")
     probe = data.images[: min(8, len(data))]
     try:
-        behaviour = behaviour_fingerprint(model, probe.to(_first_device(model, torch)))
+        behaviour = behaviour_fingerprint(model, probe.to(model_device(model)))
     except Exception:  # a model that fails here fails in evaluate with a proper message
         return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
     key = json.dumps(
@@ -402,12 +405,6 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     if key not in memo:
         memo[key] = (model, evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs))
     return memo[key][1]
-
-
-def _first_device(model: nn.Module, torch: Any) -> Any:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
 
 
 @pytest.fixture

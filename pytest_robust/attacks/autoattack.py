@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_robust.attacks.base import AttackOutcome, seed_from
+from pytest_robust.attacks.base import AttackOutcome, keep_fooled, seed_from
 from pytest_robust.errors import AttackUnavailableError, RobustConfigError, RobustModelError
 from pytest_robust.threat import ThreatModel
 
@@ -244,12 +244,8 @@ class AutoAttack:
             idx = torch.tensor(todo, device=x.device)
             with _shielded(x.device, module, flags):
                 adv = run(module, self, model, x[idx].detach(), y[idx].detach(), plan, sub)
-            adv = adv.detach().to(device=x.device, dtype=x.dtype)
-            with torch.no_grad():
-                fooled = model(adv).argmax(dim=1) != y[idx]
-            for j in fooled.nonzero().flatten().tolist():
-                broken_by[todo[j]] = sub
-                x_adv[todo[j]] = adv[j]
+            keep_fooled(model, adv.detach().to(device=x.device, dtype=x.dtype), y[idx], todo, x_adv,
+                        broken_by, sub)
         return AttackOutcome(x_adv=x_adv, broken_by=tuple(broken_by), flags=tuple(dict.fromkeys(flags)),
                              parts=parts)
 

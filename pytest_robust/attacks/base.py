@@ -12,9 +12,10 @@ from pytest_robust.errors import RobustConfigError, RobustModelError
 from pytest_robust.threat import ThreatModel
 
 #: Losses the gradient attacks can ascend. ``ce``: cross-entropy (the study's). ``margin``: the
-#: Carlini–Wagner margin ``max_{j != y} z_j - z_y`` divided by the (detached) spread of the logits,
-#: so its value does not depend on the logits' scale and its gradient never underflows the way
-#: the cross-entropy's does on saturated (very confident or rescaled) logits.
+#: Carlini–Wagner margin ``max_{j != y} z_j - z_y`` divided by the (detached) L2 norm of the
+#: logits, so its value does not depend on the logits' scale and its gradient never underflows the
+#: way the cross-entropy's does on saturated (very confident or rescaled) logits. (DLR divides by
+#: the gap to the third-largest logit, which two classes do not have.)
 LOSSES = ("ce", "margin")
 
 
@@ -97,16 +98,35 @@ def check_loss(loss: str) -> str:
     return loss
 
 
+def logit_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``max_{j != y} z_j - z_y`` per sample (positive: misclassified), unnormalised."""
+    true = logits.gather(1, y.view(-1, 1)).squeeze(1)
+    others = logits.scatter(1, y.view(-1, 1), float("-inf"))
+    margin: torch.Tensor = others.max(dim=1).values - true
+    return margin
+
+
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     """Per-sample loss to ascend: cross-entropy or the scale-invariant margin (see :data:`LOSSES`)."""
     if loss == "ce":
         return nn.functional.cross_entropy(logits, y, reduction="none")
-    true = logits.gather(1, y.view(-1, 1)).squeeze(1)
-    others = logits.scatter(1, y.view(-1, 1), float("-inf"))
-    margin = others.max(dim=1).values - true
     scale = logits.detach().norm(dim=1).clamp_min(1e-12)
-    normalised: torch.Tensor = margin / scale
+    normalised: torch.Tensor = logit_margin(logits, y) / scale
     return normalised
+
+
+def keep_fooled(
+    model: nn.Module, adv: torch.Tensor, y: torch.Tensor, todo: list[int], x_adv: torch.Tensor,
+    broken_by: list[str], label: str | list[str],
+) -> None:
+    """Record the samples ``adv`` fools: ``adv`` holds the attacked samples ``todo`` (indices into
+    ``x_adv``/``broken_by``, labels ``y``); a fooled one gets its adversarial input and ``label``
+    (one label for all, or one per attacked sample)."""
+    with torch.no_grad():
+        fooled = model(adv).argmax(dim=1) != y
+    for j in fooled.nonzero().flatten().tolist():
+        broken_by[todo[j]] = label if isinstance(label, str) else label[j]
+        x_adv[todo[j]] = adv[j]
 
 
 def forward_with_grad(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

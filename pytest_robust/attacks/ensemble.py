@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_robust.attacks.base import Attack, AttackOutcome, run_attack
+from pytest_robust.attacks.base import Attack, AttackOutcome, keep_fooled, run_attack
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.threat import ThreatModel
 
@@ -84,12 +84,9 @@ class Ensemble:
                 idx = torch.tensor(todo, device=x.device)
                 outcome = run_attack(attack, model, x[idx], y[idx], threat, generator=generator)
                 check_perturbation(outcome.x_adv, x[idx], threat, attack=attack.describe())
-                with torch.no_grad():
-                    fooled = model(outcome.x_adv).argmax(dim=1) != y[idx]
-                for j in fooled.nonzero().flatten().tolist():
-                    sub = outcome.broken_by[j] if outcome.broken_by and outcome.broken_by[j] else ""
-                    broken_by[todo[j]] = f"{label}:{sub}" if sub else label
-                    x_adv[todo[j]] = outcome.x_adv[j]
+                inner_by = outcome.broken_by or ("",) * len(todo)
+                keep_fooled(model, outcome.x_adv, y[idx], todo, x_adv, broken_by,
+                            [f"{label}:{sub}" if sub else label for sub in inner_by])
                 flags.extend(outcome.flags)
             inner = outcome.parts if outcome is not None else ()
             if inner:

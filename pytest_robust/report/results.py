@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from pytest_robust import soundness
 from pytest_robust.threat import format_eps
 
 if TYPE_CHECKING:
@@ -34,19 +35,9 @@ WORST_CASE: Final = "worst-case"
 #: The per-model table's accuracy columns, in order: the attacks, then their worst case.
 TABLE_ATTACKS: Final = (*ATTACK_ORDER, WORST_CASE)
 OUTCOMES: Final = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
-#: The per-evaluation soundness checks (:mod:`pytest_robust.soundness`), in the order of the
-#: ``check_<name>`` columns and of the report's soundness table.
-CHECK_NAMES: Final = (
-    "gradient",
-    "saturation",
-    "determinism",
-    "output-form",
-    "batch-independence",
-    "unbounded",
-    "black-box",
-    "attack-order",
-    "autoattack-flags",
-)
+#: The per-evaluation soundness checks, in the order of the ``check_<name>`` columns and of the
+#: report's soundness table (owned by :mod:`pytest_robust.soundness`, which imports no torch).
+CHECK_NAMES: Final = soundness.CHECK_NAMES
 
 
 @dataclass(slots=True, kw_only=True)
