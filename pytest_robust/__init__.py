@@ -20,10 +20,12 @@ _EXPORTS = {
     "worst_case": "pytest_robust.evaluate",
     "SoundnessConfig": "pytest_robust.soundness",
     "Check": "pytest_robust.soundness",
-    "PointEstimate": "pytest_robust.gate",
-    "LowerConfidenceBound": "pytest_robust.gate",
-    "Policy": "pytest_robust.gate",
-    "Verdict": "pytest_robust.gate",
+    "PointEstimate": "pytest_robust.policies",
+    "LowerConfidenceBound": "pytest_robust.policies",
+    "NonInferiority": "pytest_robust.policies",
+    "Policy": "pytest_robust.policies",
+    "Verdict": "pytest_robust.policies",
+    "Baseline": "pytest_robust.baseline",
     "ThreatModel": "pytest_robust.threat",
     "Norm": "pytest_robust.threat",
     "FGSM": "pytest_robust.attacks",
@@ -47,11 +49,13 @@ __all__ = [
     "FGSM",
     "PGD",
     "AutoAttack",
+    "Baseline",
     "Check",
     "Ensemble",
     "EvalResult",
     "ImageDataset",
     "LowerConfidenceBound",
+    "NonInferiority",
     "Norm",
     "NormalizedModel",
     "PerturbationError",
@@ -86,6 +90,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from pytest_robust.attacks import FGSM, PGD, AutoAttack, Ensemble, make_attack
+    from pytest_robust.baseline import Baseline
     from pytest_robust.data.dataset import ImageDataset
     from pytest_robust.data.folder import load_image_folder
     from pytest_robust.data.synthetic import generate_synthetic
@@ -97,16 +102,8 @@ if TYPE_CHECKING:
         RobustModelError,
     )
     from pytest_robust.evaluate import EvalResult, evaluate, worst_case
-    from pytest_robust.gate import (
-        LowerConfidenceBound,
-        PointEstimate,
-        Policy,
-        RobustnessFailure,
-        RobustResult,
-        UnsoundEvaluation,
-        Verdict,
-        assert_robust,
-    )
+    from pytest_robust.gate import RobustnessFailure, RobustResult, UnsoundEvaluation, assert_robust
     from pytest_robust.models import NormalizedModel
+    from pytest_robust.policies import LowerConfidenceBound, NonInferiority, PointEstimate, Policy, Verdict
     from pytest_robust.soundness import Check, SoundnessConfig
     from pytest_robust.threat import Norm, ThreatModel

@@ -12,8 +12,8 @@ import json
 import math
 import platform
 import time
-from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 
 from pytest_robust.attacks import Attack, AttackOutcome, coerce_attack, run_attack
 from pytest_robust.attacks.base import require_gradient_path
+from pytest_robust.clinical import Clinical, clinical
 from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.errors import RobustConfigError, RobustDataError, RobustModelError
 from pytest_robust.examples import Example, make_example, pick
@@ -77,6 +78,10 @@ class EvalResult:
     broken_by: tuple[str, ...] = ()
     #: the soundness configuration the checks ran with
     soundness: dict[str, Any] = field(default_factory=dict)
+    #: each sample's identity (file path or index in the source set), to pair samples across runs
+    sample_ids: tuple[str, ...] = ()
+    #: the label of the class whose miss is dangerous (malignant on ISIC): see :mod:`pytest_robust.clinical`
+    positive_label: int = 1
 
     @property
     def sound(self) -> bool:
@@ -107,6 +112,28 @@ class EvalResult:
     def robust_acc(self) -> float:
         return self.n_robust / self.n
 
+    @property
+    def clinical(self) -> Clinical:
+        """Robust sensitivity and specificity, and positives flipped to negative."""
+        return clinical(self.labels, self.clean_pred, self.adv_pred, positive_label=self.positive_label,
+                        classes=self.data.get("classes", ()))
+
+    def ids(self) -> tuple[str, ...]:
+        """Every sample's identity (its position when the data recorded none)."""
+        return self.sample_ids or tuple(str(i) for i in range(self.n))
+
+    def restrict(self, index: Sequence[int]) -> EvalResult:
+        """The same evaluation on the samples at ``index`` only (e.g. the positives, for sensitivity)."""
+        def take(values: Sequence[Any]) -> tuple[Any, ...]:
+            return tuple(values[i] for i in index) if values else ()
+
+        return replace(
+            self, labels=take(self.labels), clean_pred=take(self.clean_pred), adv_pred=take(self.adv_pred),
+            clean_correct=take(self.clean_correct), robust_correct=take(self.robust_correct),
+            clean_scores=take(self.clean_scores), adv_scores=take(self.adv_scores),
+            broken_by=take(self.broken_by), sample_ids=take(self.ids()), examples=(),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "threat": self.threat.to_json(),
@@ -133,6 +160,9 @@ class EvalResult:
             "checks": [c.to_json() for c in self.checks],
             "broken_by": list(self.broken_by),
             "soundness": self.soundness,
+            "sample_ids": list(self.ids()),
+            "positive_label": self.positive_label,
+            "clinical": self.clinical.to_json(),
         }
 
     @classmethod
@@ -158,6 +188,8 @@ class EvalResult:
             checks=tuple(Check.from_json(c) for c in d.get("checks", ())),
             broken_by=tuple(str(b) for b in d.get("broken_by", ())),
             soundness=dict(d.get("soundness", {})),
+            sample_ids=tuple(str(i) for i in d.get("sample_ids", ())),
+            positive_label=int(d.get("positive_label", 1)),
         )
 
 
@@ -239,6 +271,9 @@ def evaluate(
     model_sha256: str | None = None,
     soundness: SoundnessConfig | None = None,
     check_cache: MutableMapping[str, Any] | None = None,
+    positive_label: int = 1,
+    focus: Sequence[int] = (),
+    stop: Callable[[Sequence[bool]], bool] | None = None,
 ) -> EvalResult:
     """Measure clean and robust correctness of ``model`` on every sample of ``data``, then check it.
 
@@ -250,7 +285,11 @@ def evaluate(
     the model checks (which depend on the model and the data, not on the attack) are kept and
     reused for the same model object, weights, structure and behaviour on the same samples. The
     global torch RNG is seeded with ``seed`` for the evaluation (and restored after), so a
-    randomized model gives the same numbers on every run.
+    randomized model gives the same numbers on every run. ``positive_label``: the class whose miss
+    is dangerous (clinical numbers). ``focus``: sample positions whose adversarial examples are kept
+    first (e.g. those the baseline had robust, for a gallery of newly broken samples). ``stop``:
+    called with the robust outcomes so far after each batch; when it returns True the evaluation
+    ends there and covers only the samples evaluated (a sequential policy's early decision).
     """
     attack = coerce_attack(attack)
     cfg = soundness or SoundnessConfig()
@@ -259,6 +298,11 @@ def evaluate(
             f"attack 'none' measures clean accuracy: use eps=0, not eps={format_eps(threat.eps)}"
         )
     _check_data(data)
+    if isinstance(positive_label, bool) or not isinstance(positive_label, int) \
+            or not 0 <= positive_label < data.num_classes:
+        raise RobustConfigError(
+            f"positive_label must be a label of the data (0..{data.num_classes - 1}), got {positive_label!r}"
+        )
     if threat.norm is Norm.L2:
         diameter = math.sqrt(data.images[0].numel())
         if threat.eps > diameter:
@@ -280,6 +324,8 @@ def evaluate(
     t_clean = t_attack = 0.0
     flipped: dict[int, list[Example]] = {}
     held: dict[int, list[Example]] = {}
+    focused: dict[int, list[Example]] = {}
+    focus_set = frozenset(focus)
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
@@ -331,6 +377,7 @@ def evaluate(
                         _keep_examples(
                             flipped, held, examples, start=start, idx=idx, x=x_sel, x_adv=x_adv,
                             y=y_sel, clean_logits=logits[idx], adv_logits=adv_logits, eps=threat.eps,
+                            focus=focus_set, focused=focused,
                         )
                 t_attack += time.perf_counter() - t2
                 broken_by += batch_broken
@@ -341,9 +388,15 @@ def evaluate(
                 robust_ok += robust.tolist()
                 clean_scores += clean_score.tolist()
                 adv_scores += a_score.tolist()
+                if stop is not None and len(robust_ok) < n and stop(robust_ok):
+                    break
+            bar.close()
+            evaluated = len(labels)
             t3 = time.perf_counter()
             checks: tuple[Check, ...] = ()
-            probe = data.images[: min(8, n)].to(target)
+            if evaluated < n:
+                data = data.select(list(range(evaluated)))
+            probe = data.images[: min(8, evaluated)].to(target)
             fingerprints = {
                 "structure": structure_fingerprint(model),
                 "behaviour": behaviour_fingerprint(attacked, probe),
@@ -380,7 +433,8 @@ def evaluate(
         data={
             "name": data.name,
             "synthetic": data.synthetic,
-            "n": n,
+            "n": evaluated,
+            **({"available": n} if evaluated < n else {}),
             "classes": list(data.classes),
             "shape": list(data.images.shape[1:]),
             "fingerprint": data.fingerprint(),
@@ -398,10 +452,12 @@ def evaluate(
         seed=seed,
         timings={"clean_s": t_clean, "attack_s": t_attack, "checks_s": t_checks, "total_s": total},
         versions=library_versions(),
-        examples=pick(flipped, examples) or pick(held, examples),
+        examples=pick(focused, examples) or pick(flipped, examples) or pick(held, examples),
         checks=checks,
         broken_by=tuple(broken_by),
         soundness=cfg.to_json(),
+        sample_ids=data.sample_ids(),
+        positive_label=positive_label,
     )
 
 
@@ -462,6 +518,8 @@ def worst_case(results: Sequence[EvalResult]) -> EvalResult:
                 f"worst_case: the evaluations are at different threat models ({first.threat.describe()} "
                 f"vs {r.threat.describe()})"
             )
+        if r.positive_label != first.positive_label:
+            raise RobustConfigError("worst_case: the evaluations name different positive classes")
         if r.model.get("fingerprint") != first.model.get("fingerprint"):
             raise RobustConfigError("worst_case: the evaluations are of different models")
     adv_pred = list(first.adv_pred)
@@ -503,6 +561,8 @@ def worst_case(results: Sequence[EvalResult]) -> EvalResult:
         checks=checks,
         broken_by=tuple(broken_by),
         soundness=first.soundness,
+        sample_ids=first.sample_ids,
+        positive_label=first.positive_label,
     )
 
 
@@ -510,12 +570,18 @@ def _keep_examples(
     flipped: dict[int, list[Example]], held: dict[int, list[Example]], k: int, *, start: int,
     idx: torch.Tensor, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
     clean_logits: torch.Tensor, adv_logits: torch.Tensor, eps: float,
+    focus: frozenset[int] = frozenset(), focused: dict[int, list[Example]] | None = None,
 ) -> None:
-    """Add this batch's attacked samples to the per-class candidates (at most ``k`` per class)."""
+    """Add this batch's attacked samples to the per-class candidates (at most ``k`` per class).
+
+    Flipped samples at a ``focus`` position go to ``focused`` (the report shows those first).
+    """
     for j in range(idx.numel()):
         label = int(y[j])
         ok = bool(adv_logits[j].argmax() == y[j])
         store = held if ok else flipped
+        if not ok and focused is not None and start + int(idx[j]) in focus:
+            store = focused
         bucket = store.setdefault(label, [])
         if len(bucket) >= k:
             continue

@@ -11,22 +11,31 @@ the result is marked unsound everywhere it is shown.
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
-from pytest_robust.errors import RobustConfigError, RobustError
+from pytest_robust.errors import RobustConfigError, RobustDataError, RobustError
+from pytest_robust.policies import LowerConfidenceBound, NonInferiority, PointEstimate, Policy, Verdict
 from pytest_robust.threat import Norm, ThreatModel, format_eps
 
 if TYPE_CHECKING:
     from torch import nn
 
     from pytest_robust.attacks import Attack
+    from pytest_robust.baseline import Baseline
     from pytest_robust.data.dataset import ImageDataset
     from pytest_robust.evaluate import EvalResult
     from pytest_robust.soundness import SoundnessConfig
 
 SCHEMA_VERSION = 1
+
+__all__ = [
+    "LowerConfidenceBound", "NonInferiority", "PointEstimate", "Policy", "RobustResult", "RobustnessFailure",
+    "UnsoundEvaluation", "Verdict", "assert_robust",
+]
 
 
 class RobustnessFailure(RobustError, AssertionError):
@@ -53,120 +62,6 @@ def validate_min_acc(min_acc: object) -> float:
         hint = f" Did you mean min_acc={value / 100:g} ({value:g}%)?" if 1 < value <= 100 else ""
         raise RobustConfigError(f"min_acc is a fraction in [0, 1], got {min_acc!r}.{hint}")
     return value
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Verdict:
-    """A policy's decision: pass or fail, on which statistic, and why."""
-
-    passed: bool
-    policy: str
-    statistic: str
-    measured: float
-    required: float
-    interval: tuple[float, float]
-    confidence: float
-    reason: str
-    #: whether every soundness check passed
-    sound: bool = True
-    #: the soundness policy that made the final decision: ``strict`` or ``warn``
-    soundness: str = "strict"
-    #: names of the failed soundness checks
-    failed_checks: tuple[str, ...] = ()
-
-    @property
-    def status(self) -> str:
-        """``pass``, ``fail`` or ``unsound`` (a failed check, whatever the gate decided)."""
-        if not self.sound:
-            return "unsound"
-        return "pass" if self.passed else "fail"
-
-    def label(self) -> str:
-        """PASS, FAIL, UNSOUND, or UNSOUND (passed: soundness=warn)."""
-        if not self.sound:
-            return "UNSOUND (passed: soundness=warn)" if self.passed else "UNSOUND"
-        return "PASS" if self.passed else "FAIL"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "status": self.status,
-            "policy": self.policy,
-            "statistic": self.statistic,
-            "measured": self.measured,
-            "required": self.required,
-            "interval": list(self.interval),
-            "confidence": self.confidence,
-            "reason": self.reason,
-            "sound": self.sound,
-            "soundness": self.soundness,
-            "failed_checks": list(self.failed_checks),
-        }
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """Decides whether an evaluation meets a required robust accuracy."""
-
-    def decide(self, result: EvalResult, min_acc: float) -> Verdict: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PointEstimate:
-    """Pass when the measured robust accuracy is at least ``min_acc`` (the study's practice).
-
-    The Clopper–Pearson interval is reported alongside, so a reader sees how much the point
-    estimate can move with the sample size.
-    """
-
-    confidence: float = 0.95
-
-    def decide(self, result: EvalResult, min_acc: float) -> Verdict:
-        from pytest_robust.stats import proportion_ci
-
-        ci = proportion_ci(result.n_robust, result.n, self.confidence)
-        passed = result.robust_acc >= min_acc
-        rel = ">=" if passed else "<"
-        return Verdict(
-            passed=passed,
-            policy="point-estimate",
-            statistic="robust accuracy",
-            measured=result.robust_acc,
-            required=min_acc,
-            interval=ci,
-            confidence=self.confidence,
-            reason=f"robust accuracy {result.robust_acc:.3f} {rel} required {min_acc:.3f}",
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LowerConfidenceBound:
-    """Pass only when the lower end of the exact confidence interval is at least ``min_acc``.
-
-    Stricter than :class:`PointEstimate`: a small sample that happens to score high does not pass.
-    """
-
-    confidence: float = 0.95
-
-    def decide(self, result: EvalResult, min_acc: float) -> Verdict:
-        from pytest_robust.stats import proportion_ci
-
-        ci = proportion_ci(result.n_robust, result.n, self.confidence)
-        passed = ci[0] >= min_acc
-        rel = ">=" if passed else "<"
-        return Verdict(
-            passed=passed,
-            policy=f"lower-confidence-bound({self.confidence:g})",
-            statistic="robust accuracy lower bound",
-            measured=ci[0],
-            required=min_acc,
-            interval=ci,
-            confidence=self.confidence,
-            reason=(
-                f"{self.confidence:.0%} lower bound of robust accuracy {ci[0]:.3f} {rel} required "
-                f"{min_acc:.3f} (point estimate {result.robust_acc:.3f}, n={result.n})"
-            ),
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,20 +118,7 @@ class RobustResult:
     def from_json(cls, d: dict[str, Any]) -> RobustResult:
         from pytest_robust.evaluate import EvalResult
 
-        v = d["verdict"]
-        verdict = Verdict(
-            passed=bool(v["passed"]),
-            policy=v["policy"],
-            statistic=v["statistic"],
-            measured=float(v["measured"]),
-            required=float(v["required"]),
-            interval=(float(v["interval"][0]), float(v["interval"][1])),
-            confidence=float(v["confidence"]),
-            reason=v["reason"],
-            sound=bool(v.get("sound", True)),
-            soundness=str(v.get("soundness", "strict")),
-            failed_checks=tuple(str(c) for c in v.get("failed_checks", ())),
-        )
+        verdict = Verdict.from_json(d["verdict"])
         return cls(
             evaluation=EvalResult.from_json(d["evaluation"]),
             verdict=verdict,
@@ -279,21 +161,57 @@ class RobustResult:
             f"  robust accuracy {ev.robust_acc:.3f} ({ev.n_robust}/{ev.n}), "
             f"{vd.confidence:.0%} CI [{lo:.3f}, {hi:.3f}]",
             f"  clean accuracy  {ev.clean_acc:.3f} ({ev.n_clean_correct}/{ev.n})",
-            f"  required        {vd.statistic} >= {self.min_acc:.3f} ({vd.policy})",
+            f"  required        {vd.statistic} >= {self.min_acc:.3f} "
+            f"({vd.parts[0].policy if vd.parts else vd.policy})",
             f"  data            {data.get('name')} ({kind}), n={ev.n}, "
             f"{'x'.join(str(s) for s in data.get('shape', []))}",
             f"  device, seed    {ev.device}, seed={ev.seed}",
         ]
+        ci = self.evaluation.clinical
+        if ci.n_positive and ci.n_negative:
+            lines.append(
+                f"  clinical        robust sensitivity {ci.robust_sensitivity:.3f} "
+                f"({ci.robust_true_positive}/{ci.n_positive} {ci.positive_class}), robust specificity "
+                f"{ci.robust_specificity:.3f} ({ci.robust_true_negative}/{ci.n_negative}), "
+                f"{ci.flipped_to_negative} {ci.positive_class} flipped to negative"
+            )
+        for part in vd.parts:
+            plo, phi = part.interval
+            rel = "<=" if part.statistic.startswith("flip rate") else ">="
+            lines.append(
+                f"  requirement     {'PASS' if part.passed else 'FAIL'} {part.statistic}: measured "
+                f"{part.measured:.3f}, {part.confidence:.0%} bounds [{plo:.3f}, {phi:.3f}], required "
+                f"{rel} {part.required:.3f} ({part.policy})"
+            )
+            newly = part.details.get("newly_broken_ids")
+            if newly:
+                more = part.details["newly_broken"] - len(newly)
+                lines.append(
+                    "  newly broken    " + ", ".join(newly) + (f" (and {more} more)" if more > 0 else "")
+                )
+            if part.details.get("baseline"):
+                lines.append(f"  baseline        {part.details['baseline']}")
+        if "used" in vd.details:
+            lines.append(f"  samples used    {vd.details['used']} of {vd.details.get('available', '?')} "
+                         f"(sequential decision)")
         if "profile" in self.context:
             lines.append(f"  profile         {self.context['profile']}")
         if ev.checks:
             lines.append("  soundness       " + ", ".join(f"{c.name} {c.status}" for c in ev.checks)
                          + f" (policy {vd.soundness})")
         if vd.sound and not vd.passed:
-            lines.append(
-                "  to fix: train for robustness (e.g. PGD adversarial training), or lower the "
-                "requirement deliberately; a larger n narrows the interval"
-            )
+            vs_baseline = any(not p.passed and "baseline" in p.statistic for p in vd.parts)
+            if vs_baseline:
+                lines.append(
+                    "  to fix: look at the newly broken samples (the report's gallery) and what changed "
+                    "since the baseline; if the change is intended, accept it deliberately with "
+                    "--robust-baseline-update and commit the new baseline"
+                )
+            else:
+                lines.append(
+                    "  to fix: train for robustness (e.g. PGD adversarial training), or lower the "
+                    "requirement deliberately; a larger n narrows the interval"
+                )
         return "\n".join(lines)
 
 
@@ -308,7 +226,7 @@ def assert_robust(
     n: int | None = None,
     device: str = "auto",
     seed: int = 0,
-    policy: Policy | None = None,
+    policy: Policy | NonInferiority | None = None,
     batch_size: int = 128,
     context: dict[str, Any] | None = None,
     record: Callable[[RobustResult], None] | None = None,
@@ -318,8 +236,14 @@ def assert_robust(
     soundness: str = "strict",
     randomized: bool = False,
     checks: SoundnessConfig | None = None,
+    min_sensitivity: float | None = None,
+    min_specificity: float | None = None,
+    max_flip_rate: float | None = None,
+    positive: int | str = 1,
+    baseline: Baseline | str | os.PathLike[str] | None = None,
+    baseline_policy: NonInferiority | None = None,
 ) -> RobustResult:
-    """Evaluate ``model`` under ``attack`` at ``eps`` and fail unless the policy is met.
+    """Evaluate ``model`` under ``attack`` at ``eps`` and fail unless every requirement is met.
 
     ``data`` defaults to the embedded synthetic test set (256 images at 32 px). ``n`` keeps the
     first ``n`` samples. Returns a :class:`RobustResult`; raises :class:`RobustnessFailure`
@@ -331,6 +255,14 @@ def assert_robust(
     with the same arguments (the plugin passes a memoising one). ``attack`` may be a list of
     attacks: the pointwise worst case, run cheapest first (:class:`~pytest_robust.attacks.Ensemble`).
 
+    Requirements, each decided by ``policy`` (default :class:`PointEstimate`) and all reported:
+    ``min_acc`` (robust accuracy), ``min_sensitivity`` / ``min_specificity`` (robust accuracy on the
+    ``positive`` class / on the others; ``positive`` is a label or a class name, default 1:
+    malignant on ISIC), ``max_flip_rate`` (share of the correctly caught positives an attack turns
+    negative). ``baseline`` (a :class:`~pytest_robust.baseline.Baseline` or its file): the stored
+    outcome of the accepted model, compared sample by sample by ``baseline_policy`` (default
+    :class:`NonInferiority`; passing a ``NonInferiority`` as ``policy`` means the same).
+
     ``soundness``: ``strict`` (default) fails the gate with :class:`UnsoundEvaluation` when a
     soundness check fails; ``warn`` lets the policy decide but marks the result unsound.
     ``randomized=True`` declares a random model: it is evaluated as the mean of several draws
@@ -340,10 +272,29 @@ def assert_robust(
     norm_ = Norm.coerce(norm)
     threat = ThreatModel(norm=norm_, eps=eps)
     required = validate_min_acc(min_acc)
+    clinical_req = {
+        name: validate_rate(value, name)
+        for name, value in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity),
+                            ("max_flip_rate", max_flip_rate))
+        if value is not None
+    }
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise RobustConfigError(f"n must be a positive integer (or None for all samples), got {n!r}")
+    if isinstance(policy, NonInferiority):
+        baseline_policy, policy = baseline_policy or policy, None
+        if baseline is None:
+            raise RobustConfigError(
+                "policy=NonInferiority(...) compares with a stored baseline, and this gate has none: run "
+                "with --robust-baseline=DIR (the plugin stores one per gate) or pass baseline=PATH"
+            )
     if policy is not None and not isinstance(policy, Policy):
         raise RobustConfigError(f"policy must have a decide(result, min_acc) method, got {policy!r}")
+    if baseline_policy is not None and not callable(getattr(baseline_policy, "compare", None)):
+        raise RobustConfigError(
+            f"baseline_policy must have a compare(comparison) method, got {baseline_policy!r}"
+        )
+    threshold = policy or PointEstimate()
+    stop_rule = getattr(threshold, "stop_rule", None)
     from pytest_robust.soundness import SoundnessConfig, check_mode
 
     mode = check_mode(soundness)
@@ -355,6 +306,7 @@ def assert_robust(
     cfg = replace(base, randomized=randomized or base.randomized)
 
     from pytest_robust.attacks import coerce_attack
+    from pytest_robust.clinical import resolve_positive
     from pytest_robust.evaluate import evaluate
 
     attack_ = coerce_attack(attack)
@@ -362,12 +314,50 @@ def assert_robust(
         from pytest_robust.data.synthetic import generate_synthetic
 
         data = generate_synthetic(256, size=32, seed=seed, split="test")
+    positive_label = resolve_positive(positive, data.classes)
     subset = data.subset(n, seed=seed)
+    stored = _load_baseline(baseline)
+    extra: dict[str, Any] = {}
+    if stored is not None:
+        if stop_rule is not None:
+            raise RobustConfigError(
+                f"policy {threshold!r} stops early on a share of the samples, but a baseline comparison "
+                "pairs every sample: use a fixed-n policy (e.g. PointEstimate) with a baseline"
+            )
+        from pytest_robust.baseline import REGENERATE, BaselineError, robust_positions
+
+        wrong = stored.mismatches(
+            attack=attack_.config(), threat=threat, data_fingerprint=subset.fingerprint(),
+            ids=subset.sample_ids(), seed=seed, positive_label=positive_label,
+        )
+        if wrong:
+            raise BaselineError(
+                f"baseline {stored.source or '(given)'} was measured on something else than this gate, so "
+                "comparing would mean nothing:\n  " + "\n  ".join(wrong) + f"\n{REGENERATE}"
+            )
+        extra["focus"] = robust_positions(stored, subset.sample_ids())
+        examples = max(examples, 8)
+    elif stop_rule is not None:
+        # a sequential policy sees the samples in a random (seeded) order, so every prefix is a fair draw
+        import torch
+
+        order = torch.randperm(len(subset), generator=torch.Generator().manual_seed(seed))
+        subset = subset.select(order)
+        extra["stop"] = stop_rule(required)
     evaluation = (evaluator or evaluate)(
         model, subset, attack_, threat, device=device, seed=seed, batch_size=batch_size,
-        progress=progress, examples=examples, soundness=cfg,
+        progress=progress, examples=examples, soundness=cfg, positive_label=positive_label, **extra,
     )
-    verdict = judge((policy or PointEstimate()).decide(evaluation, required), evaluation, mode)
+    parts = [threshold.decide(evaluation, required)]
+    parts += _clinical_parts(threshold, evaluation, clinical_req)
+    if stored is not None:
+        from pytest_robust.baseline import BaselineWarning, compare
+
+        for note in stored.drift(evaluation):
+            warnings.warn(BaselineWarning(f"{stored.source}: compared although {note}"), stacklevel=2)
+        comparison = compare(stored, evaluation)
+        parts.append((baseline_policy or NonInferiority()).compare(comparison))
+    verdict = judge(combine(parts), evaluation, mode)
     result = RobustResult(
         evaluation=evaluation, verdict=verdict, min_acc=required, context=dict(context or {})
     )
@@ -377,6 +367,79 @@ def assert_robust(
         error = UnsoundEvaluation if not verdict.sound else RobustnessFailure
         raise error(result.explain(), result)
     return result
+
+
+def validate_rate(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= float(value) <= 1:
+        raise RobustConfigError(f"{name} is a fraction in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _load_baseline(baseline: Baseline | str | os.PathLike[str] | None) -> Baseline | None:
+    from pytest_robust.baseline import Baseline
+
+    if baseline is None or isinstance(baseline, Baseline):
+        return baseline
+    if isinstance(baseline, (str, os.PathLike)):
+        return Baseline.load(baseline)
+    raise RobustConfigError(f"baseline must be a Baseline or the path of a baseline file, got {baseline!r}")
+
+
+_CLINICAL = {
+    "min_sensitivity": ("robust sensitivity", "positive"),
+    "min_specificity": ("robust specificity", "negative"),
+}
+
+
+def _clinical_parts(policy: Policy, evaluation: EvalResult, required: dict[str, float]) -> list[Verdict]:
+    """The clinical requirements, each decided by ``policy`` on the samples it concerns."""
+    pos = evaluation.positive_label
+    name = evaluation.clinical.positive_class
+    positives = [i for i, y in enumerate(evaluation.labels) if y == pos]
+    negatives = [i for i, y in enumerate(evaluation.labels) if y != pos]
+    parts = []
+    for key, value in required.items():
+        if key == "max_flip_rate":
+            caught = [i for i in positives if evaluation.clean_correct[i]]
+            _need(caught, f"max_flip_rate needs {name} samples the model catches on clean inputs", evaluation)
+            v = policy.decide(evaluation.restrict(caught), 1 - value)
+            k = len(caught) - evaluation.restrict(caught).n_robust
+            rate = k / len(caught)
+            lo, hi = v.interval
+            rel = "<=" if v.passed else ">"
+            parts.append(replace(
+                v, statistic=f"flip rate ({name} -> other)", measured=rate, required=value,
+                interval=(1 - hi, 1 - lo),
+                reason=f"flip rate {rate:.3f} ({k}/{len(caught)} caught {name} samples turned negative) "
+                       f"{rel} allowed {value:.3f} ({v.policy}: {v.reason})",
+            ))
+            continue
+        statistic, side = _CLINICAL[key]
+        index = positives if side == "positive" else negatives
+        what = name if side == "positive" else f"not {name}"
+        _need(index, f"{key} needs {side} samples ({what})", evaluation)
+        v = policy.decide(evaluation.restrict(index), value)
+        reason = f"{statistic} on {len(index)} {side} samples: {v.reason}"
+        parts.append(replace(v, statistic=statistic, reason=reason))
+    return parts
+
+
+def _need(index: list[int], what: str, evaluation: EvalResult) -> None:
+    if not index:
+        raise RobustDataError(f"{what}, and the {evaluation.n} evaluated samples have none")
+
+
+def combine(parts: list[Verdict]) -> Verdict:
+    """One verdict for a gate's requirements: it passes when each passes; every part is kept."""
+    if len(parts) == 1:
+        return parts[0]
+    failed = [p for p in parts if not p.passed]
+    policies = list(dict.fromkeys(p.policy for p in parts))
+    main = parts[0]
+    return replace(
+        main, passed=not failed, policy=" + ".join(policies),
+        reason="; ".join(f"{p.statistic}: {p.reason}" for p in (failed or parts)), parts=tuple(parts),
+    )
 
 
 def judge(verdict: Verdict, evaluation: EvalResult, mode: str) -> Verdict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -25,6 +25,10 @@ class ImageDataset:
     name: str
     synthetic: bool
     source: dict[str, Any] = field(default_factory=dict)
+    #: each sample's identity (a file path relative to the data root, or an index in the generated
+    #: set); empty means "the position in this data set". Subsets keep their samples' identities, so
+    #: a baseline can pair the same samples across runs.
+    ids: tuple[str, ...] = ()
     #: memo of :meth:`fingerprint` (data sets are treated as immutable once built)
     _memo: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -38,6 +42,10 @@ class ImageDataset:
                 f"data set {self.name!r}: {self.images.shape[0]} images but labels of shape "
                 f"{tuple(self.labels.shape)}"
             )
+        if self.ids and len(self.ids) != self.images.shape[0]:
+            raise RobustDataError(
+                f"data set {self.name!r}: {self.images.shape[0]} images but {len(self.ids)} sample ids"
+            )
         if len(self.classes) < 2:
             raise RobustDataError(f"data set {self.name!r}: needs at least 2 classes, got {self.classes}")
 
@@ -47,6 +55,24 @@ class ImageDataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def sample_ids(self) -> tuple[str, ...]:
+        """Every sample's identity: ``ids`` when the loader recorded them, else the position."""
+        return self.ids or tuple(str(i) for i in range(len(self)))
+
+    def select(self, index: torch.Tensor | list[int]) -> ImageDataset:
+        """The samples at ``index`` (in that order), with their identities and ``source``."""
+        index_ = torch.as_tensor(index, dtype=torch.long)
+        ids = self.sample_ids()
+        return ImageDataset(
+            images=self.images[index_],
+            labels=self.labels[index_],
+            classes=self.classes,
+            name=self.name,
+            synthetic=self.synthetic,
+            source=self.source,
+            ids=tuple(ids[i] for i in index_.tolist()),
+        )
 
     def subset(self, n: int | None, *, seed: int = 0) -> ImageDataset:
         """``n`` samples drawn per class in proportion to the class sizes (all when ``n`` is None
@@ -62,14 +88,9 @@ class ImageDataset:
         if n < 1:
             raise RobustDataError(f"data set {self.name!r}: subset size must be >= 1, got {n}")
         index = stratified_indices(self.labels, n, seed=seed)
-        return ImageDataset(
-            images=self.images[index],
-            labels=self.labels[index],
-            classes=self.classes,
-            name=self.name,
-            synthetic=self.synthetic,
-            source={**self.source, "subset": {"n": n, "seed": seed, "method": "stratified"}},
-        )
+        chosen = self.select(index)
+        subset = {"n": n, "seed": seed, "method": "stratified"}
+        return replace(chosen, source={**self.source, "subset": subset}, _memo={})
 
     def fingerprint(self) -> str:
         """SHA-256 over the exact tensors and class names: equal fingerprints, equal data.

@@ -222,4 +222,5 @@ def load_image_folder(path: str | os.PathLike[str], *, size: int, split: str | N
             "size": size,
             "n_files": len(files),
         },
+        ids=tuple(file.relative_to(data_root).as_posix() for file, _ in files),
     )

@@ -188,6 +188,7 @@ def _dataset(
             "skipped": len(failures),
             "skipped_files": [os.path.relpath(f, base) for f, _ in failures[:_LISTED]],
         },
+        ids=tuple(Path(os.path.relpath(r.path, base)).as_posix() for r in kept),
     )
 
 

@@ -1,0 +1,260 @@
+"""Gate policies: how a measured robustness number becomes a pass or a fail, with its uncertainty.
+
+Every policy returns a :class:`Verdict` that names the policy, the statistic, the measured value,
+its confidence interval and the reason. Threshold policies implement ``decide(result, min_acc)``
+(:class:`PointEstimate`, the study's practice; :class:`LowerConfidenceBound`; :class:`Sequential`);
+:class:`NonInferiority` compares a candidate with the stored baseline of the accepted model,
+sample by sample.
+
+Pure: scipy for the statistics, no torch, no pytest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pytest_robust.errors import RobustConfigError
+
+if TYPE_CHECKING:
+    from pytest_robust.baseline import Comparison
+    from pytest_robust.evaluate import EvalResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """A policy's decision: pass or fail, on which statistic, and why."""
+
+    passed: bool
+    policy: str
+    statistic: str
+    measured: float
+    required: float
+    interval: tuple[float, float]
+    confidence: float
+    reason: str
+    #: whether every soundness check passed
+    sound: bool = True
+    #: the soundness policy that made the final decision: ``strict`` or ``warn``
+    soundness: str = "strict"
+    #: names of the failed soundness checks
+    failed_checks: tuple[str, ...] = ()
+    #: every requirement of the gate decided on its own (robust accuracy, clinical numbers, the
+    #: baseline comparison); empty for a single-requirement verdict. ``passed`` is their conjunction.
+    parts: tuple[Verdict, ...] = ()
+    #: what a policy measured besides the statistic (samples used, discordant counts, ...)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail`` or ``unsound`` (a failed check, whatever the gate decided)."""
+        if not self.sound:
+            return "unsound"
+        return "pass" if self.passed else "fail"
+
+    def label(self) -> str:
+        """PASS, FAIL, UNSOUND, or UNSOUND (passed: soundness=warn)."""
+        if not self.sound:
+            return "UNSOUND (passed: soundness=warn)" if self.passed else "UNSOUND"
+        return "PASS" if self.passed else "FAIL"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "status": self.status,
+            "policy": self.policy,
+            "statistic": self.statistic,
+            "measured": self.measured,
+            "required": self.required,
+            "interval": list(self.interval),
+            "confidence": self.confidence,
+            "reason": self.reason,
+            "sound": self.sound,
+            "soundness": self.soundness,
+            "failed_checks": list(self.failed_checks),
+            "parts": [p.to_json() for p in self.parts],
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_json(cls, v: dict[str, Any]) -> Verdict:
+        return cls(
+            passed=bool(v["passed"]),
+            policy=v["policy"],
+            statistic=v["statistic"],
+            measured=float(v["measured"]),
+            required=float(v["required"]),
+            interval=(float(v["interval"][0]), float(v["interval"][1])),
+            confidence=float(v["confidence"]),
+            reason=v["reason"],
+            sound=bool(v.get("sound", True)),
+            soundness=str(v.get("soundness", "strict")),
+            failed_checks=tuple(str(c) for c in v.get("failed_checks", ())),
+            parts=tuple(cls.from_json(p) for p in v.get("parts", ())),
+            details=dict(v.get("details", {})),
+        )
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Decides whether an evaluation meets a required robust accuracy."""
+
+    def decide(self, result: EvalResult, min_acc: float) -> Verdict: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointEstimate:
+    """Pass when the measured robust accuracy is at least ``min_acc`` (the study's practice).
+
+    The Clopper–Pearson interval is reported alongside, so a reader sees how much the point
+    estimate can move with the sample size.
+    """
+
+    confidence: float = 0.95
+
+    def decide(self, result: EvalResult, min_acc: float) -> Verdict:
+        from pytest_robust.stats import proportion_ci
+
+        ci = proportion_ci(result.n_robust, result.n, self.confidence)
+        passed = result.robust_acc >= min_acc
+        rel = ">=" if passed else "<"
+        return Verdict(
+            passed=passed,
+            policy="point-estimate",
+            statistic="robust accuracy",
+            measured=result.robust_acc,
+            required=min_acc,
+            interval=ci,
+            confidence=self.confidence,
+            reason=f"robust accuracy {result.robust_acc:.3f} {rel} required {min_acc:.3f}",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LowerConfidenceBound:
+    """Pass only when the lower end of the exact confidence interval is at least ``min_acc``.
+
+    Stricter than :class:`PointEstimate`: a small sample that happens to score high does not pass.
+    """
+
+    confidence: float = 0.95
+
+    def decide(self, result: EvalResult, min_acc: float) -> Verdict:
+        from pytest_robust.stats import proportion_ci
+
+        ci = proportion_ci(result.n_robust, result.n, self.confidence)
+        passed = ci[0] >= min_acc
+        rel = ">=" if passed else "<"
+        return Verdict(
+            passed=passed,
+            policy=f"lower-confidence-bound({self.confidence:g})",
+            statistic="robust accuracy lower bound",
+            measured=ci[0],
+            required=min_acc,
+            interval=ci,
+            confidence=self.confidence,
+            reason=(
+                f"{self.confidence:.0%} lower bound of robust accuracy {ci[0]:.3f} {rel} required "
+                f"{min_acc:.3f} (point estimate {result.robust_acc:.3f}, n={result.n})"
+            ),
+        )
+
+
+def _confidence(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) < 1:
+        raise RobustConfigError(f"{what}: confidence must be in (0, 1), e.g. 0.95, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NonInferiority:
+    """Pass when the candidate is credibly no more than ``margin`` less robust than the baseline.
+
+    Uses the pairing: only the discordant samples (robust in one model, broken in the other) carry
+    information about the difference ``delta = acc(candidate) - acc(baseline) = pi01 - pi10``
+    (``pi10``: the rate of newly broken samples, ``pi01``: newly robust). The lower confidence
+    bound of ``delta`` is exact and conservative: the discordant rate gets an exact (Clopper–Pearson)
+    bound and the share of newly robust among the discordant an exact conditional one (McNemar's
+    exact test inverted), each at half the error rate (a union bound), so the probability of passing
+    a candidate whose true difference is below ``-margin`` is at most ``1 - confidence`` (tested by
+    simulation). The burden of proof is on the candidate: too few samples to show non-inferiority is
+    a fail that says so, never a pass. A candidate that is the same model as the baseline (same
+    weights, structure and outputs) with the same per-sample outcomes passes without statistics:
+    the difference is zero by construction.
+    """
+
+    margin: float = 0.02
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        m = self.margin
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < 1:
+            raise RobustConfigError(f"NonInferiority: margin must be in [0, 1), e.g. 0.02, got {m!r}")
+        _confidence(self.confidence, "NonInferiority")
+
+    @property
+    def name(self) -> str:
+        return f"non-inferiority(margin={self.margin:g}, confidence={self.confidence:g})"
+
+    def bounds(self, newly_robust: int, newly_broken: int, n: int) -> tuple[float, float]:
+        """Lower and upper bound of ``delta``, each one-sided at level ``confidence``.
+
+        Each side is a union bound over two exact bounds at error ``(1 - confidence) / 2``: that of
+        the discordant rate and that of the share of newly robust samples among the discordant.
+        """
+        from scipy import stats as st
+
+        a = (1 - self.confidence) / 2
+        m = newly_robust + newly_broken
+        if n <= 0:
+            return (-1.0, 1.0)
+        # exact bounds of the discordant rate m / n
+        pd_hi = float(st.beta.ppf(1 - a, m + 1, n - m)) if m < n else 1.0
+        pd_lo = float(st.beta.ppf(a, m, n - m + 1)) if m > 0 else 0.0
+        # exact conditional bounds of q = P(newly robust | discordant)
+        q_lo = float(st.beta.ppf(a, newly_robust, newly_broken + 1)) if newly_robust > 0 else 0.0
+        q_hi = float(st.beta.ppf(1 - a, newly_robust + 1, newly_broken)) if newly_broken > 0 else 1.0
+        d_lo, d_hi = 2 * q_lo - 1, 2 * q_hi - 1
+        lower = pd_hi * d_lo if d_lo < 0 else pd_lo * d_lo
+        upper = pd_lo * d_hi if d_hi < 0 else pd_hi * d_hi
+        return (lower, upper)
+
+    def compare(self, comparison: Comparison) -> Verdict:
+        c = comparison
+        delta = c.candidate_acc - c.baseline_acc
+        level = f"{self.confidence:.0%}"
+        if c.same_model and c.newly_broken == 0 and c.newly_robust == 0:
+            lower = upper = 0.0
+            passed = True
+            why = "the same model as the baseline (weights, structure, outputs), identical outcomes"
+        else:
+            lower, upper = self.bounds(c.newly_robust, c.newly_broken, c.n)
+            passed = lower >= -self.margin
+            if passed:
+                why = f"the {level} lower bound of the difference {lower:+.3f} >= -{self.margin:g}"
+            elif upper < -self.margin:
+                why = (
+                    f"a credible regression: even the {level} upper bound of the difference "
+                    f"{upper:+.3f} is below -{self.margin:g}"
+                )
+            else:
+                why = (
+                    f"not shown to be non-inferior: the {level} lower bound of the difference "
+                    f"{lower:+.3f} < -{self.margin:g} (the data cannot exclude a loss larger than the "
+                    f"margin; more samples or a wider margin decide it)"
+                )
+        head = (
+            f"robust accuracy {c.candidate_acc:.3f} vs baseline {c.baseline_acc:.3f} (difference "
+            f"{delta:+.3f}; {c.newly_broken} newly broken, {c.newly_robust} newly robust of n={c.n}): {why}"
+        )
+        return Verdict(
+            passed=passed,
+            policy=self.name,
+            statistic="robust accuracy difference vs baseline",
+            measured=delta,
+            required=-self.margin,
+            interval=(lower, upper),
+            confidence=self.confidence,
+            reason=head,
+            details=c.summary(),
+        )

@@ -1,0 +1,222 @@
+"""Baselines, the paired non-inferiority policy and the clinical requirements (pure API, no plugin)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch import nn
+
+from pytest_robust.attacks import PGD
+from pytest_robust.baseline import Baseline, BaselineError, BaselineWarning, compare, relative_path
+from pytest_robust.clinical import clinical, resolve_positive
+from pytest_robust.data.dataset import ImageDataset
+from pytest_robust.errors import RobustConfigError, RobustDataError
+from pytest_robust.gate import RobustnessFailure, RobustResult, assert_robust
+from pytest_robust.policies import NonInferiority, Verdict
+from tests.conftest import fit, make_blobs, tiny_net
+from pytest_robust.training import seeded
+
+PGD5 = PGD(steps=5)
+
+
+def _gate(model: nn.Module, data: ImageDataset, **kw: object) -> RobustResult:
+    kw.setdefault("min_acc", 0.0)
+    kw.setdefault("eps", 4 / 255)
+    return assert_robust(model, kw.pop("attack", PGD5), data=data, device="cpu", **kw)  # type: ignore[arg-type]
+
+
+# --- clinical numbers ----------------------------------------------------------------------------
+
+
+def test_clinical_counts_by_hand() -> None:
+    labels = [1, 1, 1, 1, 0, 0, 0]
+    clean = [1, 1, 1, 0, 0, 0, 1]
+    adv = [1, 0, 0, 0, 0, 1, 1]
+    c = clinical(labels, clean, adv, positive_label=1, classes=("benign", "malignant"))
+    assert (c.n_positive, c.n_negative) == (4, 3)
+    assert c.clean_true_positive == 3 and c.robust_true_positive == 1
+    assert c.flipped_to_negative == 2 and c.flip_rate == pytest.approx(2 / 3)
+    assert c.clean_true_negative == 2 and c.robust_true_negative == 1 and c.flipped_to_positive == 1
+    assert c.robust_sensitivity == pytest.approx(0.25) and c.robust_specificity == pytest.approx(1 / 3)
+    swapped = clinical(labels, clean, adv, positive_label=0, classes=("benign", "malignant"))
+    assert swapped.n_positive == 3 and swapped.positive_class == "benign"
+
+
+def test_positive_class_by_name_or_label() -> None:
+    assert resolve_positive("Malignant", ("benign", "malignant")) == 1
+    assert resolve_positive(0, ("benign", "malignant")) == 0
+    with pytest.raises(RobustConfigError, match="not a class"):
+        resolve_positive("melanoma", ("benign", "malignant"))
+    with pytest.raises(RobustConfigError, match="not a label"):
+        resolve_positive(2, ("benign", "malignant"))
+
+
+def test_clinical_numbers_in_every_result(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    r = _gate(trained_tiny, blobs, eps=16 / 255)
+    d = r.to_json()["evaluation"]["clinical"]
+    labels = np.array(r.evaluation.labels)
+    robust = np.array(r.robust_correct)
+    assert d["robust_sensitivity"] == pytest.approx(robust[labels == 1].mean())
+    assert d["robust_specificity"] == pytest.approx(robust[labels == 0].mean())
+    assert d["positive_class"] == "malignant"
+    assert RobustResult.from_json(json.loads(json.dumps(r.to_json()))).evaluation.clinical == r.evaluation.clinical
+
+
+def test_sensitivity_gate_passes_and_fails(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    r = _gate(trained_tiny, blobs, eps=16 / 255)
+    sens = r.evaluation.clinical.robust_sensitivity
+    assert sens is not None and 0 < sens < 1
+    ok = _gate(trained_tiny, blobs, eps=16 / 255, min_sensitivity=sens)
+    assert ok.passed and [p.statistic for p in ok.verdict.parts] == ["robust accuracy", "robust sensitivity"]
+    with pytest.raises(RobustnessFailure) as info:
+        _gate(trained_tiny, blobs, eps=16 / 255, min_sensitivity=min(1.0, sens + 0.05))
+    msg = str(info.value)
+    assert "robust sensitivity on 128 positive samples" in msg
+    assert "FAIL robust sensitivity" in msg and "PASS robust accuracy" in msg
+    # the same requirement on the other class as the positive one reads the other numbers
+    spec = r.evaluation.clinical.robust_specificity
+    assert spec is not None
+    with pytest.raises(RobustnessFailure):
+        _gate(trained_tiny, blobs, eps=16 / 255, min_sensitivity=min(1.0, spec + 0.05), positive="benign")
+
+
+def test_flip_rate_gate(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    r = _gate(trained_tiny, blobs, eps=16 / 255)
+    rate = r.evaluation.clinical.flip_rate
+    assert rate is not None and rate > 0.05
+    assert _gate(trained_tiny, blobs, eps=16 / 255, max_flip_rate=rate).passed
+    with pytest.raises(RobustnessFailure, match="flip rate"):
+        _gate(trained_tiny, blobs, eps=16 / 255, max_flip_rate=rate - 0.05)
+
+
+def test_clinical_gate_without_positives_is_a_clear_error(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    benign = blobs.select([i for i in range(len(blobs)) if int(blobs.labels[i]) == 0])
+    with pytest.raises(RobustDataError, match="min_sensitivity needs positive samples"):
+        _gate(trained_tiny, benign, min_sensitivity=0.5)
+    with pytest.raises(RobustConfigError, match="fraction"):
+        _gate(trained_tiny, blobs, min_sensitivity=80)
+
+
+# --- non-inferiority -----------------------------------------------------------------------------
+
+
+def test_non_inferiority_error_rate_by_simulation() -> None:
+    """At a true difference of exactly -margin, the policy passes at most 5% of candidates."""
+    rng = np.random.default_rng(0)
+    policy = NonInferiority(margin=0.02, confidence=0.95)
+    for n, discordant in ((256, 0.03), (256, 0.2), (1000, 0.1)):
+        p10, p01 = (discordant + policy.margin) / 2, (discordant - policy.margin) / 2
+        draws = rng.multinomial(n, [p01, p10, 1 - discordant], size=2000)
+        passed = np.mean([policy.bounds(int(a), int(b), n)[0] >= -policy.margin for a, b, _ in draws])
+        assert passed <= 0.05, (n, discordant, passed)
+    # and it is not vacuous: a truly equal candidate with few discordant samples passes at n=1000
+    draws = rng.multinomial(1000, [0.005, 0.005, 0.99], size=500)
+    assert np.mean([policy.bounds(int(a), int(b), 1000)[0] >= -0.02 for a, b, _ in draws]) > 0.8
+
+
+def test_non_inferiority_bounds_are_ordered_and_exact_at_the_edges() -> None:
+    p = NonInferiority()
+    lo, hi = p.bounds(0, 0, 256)
+    assert -0.02 < lo < 0 < hi
+    lo, hi = p.bounds(0, 40, 256)
+    assert lo < -40 / 256 < hi < -0.05
+    with pytest.raises(RobustConfigError):
+        NonInferiority(margin=2)
+    with pytest.raises(RobustConfigError):
+        NonInferiority(confidence=95)
+
+
+# --- baselines -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weaker() -> nn.Module:
+    with seeded(5):
+        net = tiny_net()
+    return fit(net, make_blobs(1024, seed=7), steps=25)
+
+
+def test_baseline_round_trip_is_sorted_and_deterministic(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    r = _gate(trained_tiny, blobs, n=64)
+    b = Baseline.from_result(r.evaluation, test="t.py::test_x", gate=1)
+    text = b.to_text()
+    assert text == Baseline.from_result(_gate(trained_tiny, blobs, n=64).evaluation, test="t.py::test_x").to_text()
+    assert Baseline.from_text(text) == b
+    lines = text.splitlines()
+    sample_lines = [ln for ln in lines if ln.strip().startswith('{"clean"')]
+    assert len(sample_lines) == 64  # one line per sample
+    ids = [json.loads(ln.rstrip(","))["id"] for ln in sample_lines]
+    assert ids == sorted(ids, key=int)
+    d = json.loads(text)
+    assert d["data"]["fingerprint"] == r.evaluation.data["fingerprint"]
+    assert d["attack"] == PGD5.config() and d["seed"] == 0 and "torch" in d["versions"]
+
+
+def test_same_model_passes_and_regression_fails(trained_tiny: nn.Module, weaker: nn.Module,
+                                                blobs: ImageDataset, tmp_path: Path) -> None:
+    base = Baseline.from_result(_gate(trained_tiny, blobs, eps=16 / 255).evaluation, test="t")
+    path = tmp_path / "b.json"
+    path.write_text(base.to_text())
+    same = _gate(trained_tiny, blobs, eps=16 / 255, baseline=path)
+    part = same.verdict.parts[-1]
+    assert part.passed and part.policy.startswith("non-inferiority") and part.interval == (0.0, 0.0)
+    with pytest.raises(RobustnessFailure) as info:
+        _gate(weaker, blobs, eps=16 / 255, baseline=str(path))
+    result = info.value.result
+    comp = compare(base, result.evaluation)
+    assert comp.newly_broken > 5
+    msg = str(info.value)
+    assert f"{comp.newly_broken} newly broken" in msg
+    assert "newly broken    " + ", ".join(comp.newly_broken_ids[:10]) in msg
+    assert "--robust-baseline-update" in msg
+    # the gallery's examples are the newly broken ones first
+    assert result.evaluation.examples
+    assert {e.index for e in result.evaluation.examples} <= set(comp.newly_broken_positions)
+
+
+def test_baseline_on_other_data_attack_or_threat_is_an_error(trained_tiny: nn.Module, blobs: ImageDataset,
+                                                             tmp_path: Path) -> None:
+    base = Baseline.from_result(_gate(trained_tiny, blobs, n=64).evaluation, test="t")
+    with pytest.raises(BaselineError, match=r"(?s)attack: .*--robust-baseline-update"):
+        _gate(trained_tiny, blobs, n=64, baseline=base, attack=PGD(steps=6))
+    with pytest.raises(BaselineError, match="threat model"):
+        _gate(trained_tiny, blobs, n=64, baseline=base, eps=2 / 255)
+    with pytest.raises(BaselineError, match="data: .* ids differ"):
+        _gate(trained_tiny, blobs, n=65, baseline=base)
+    shifted = ImageDataset(images=(blobs.images * 0.99), labels=blobs.labels, classes=blobs.classes,
+                           name=blobs.name, synthetic=True)
+    with pytest.raises(BaselineError, match="same sample ids with other pixels"):
+        _gate(trained_tiny, shifted, n=64, baseline=base)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(BaselineError, match="not valid JSON"):
+        _gate(trained_tiny, blobs, n=64, baseline=bad)
+    with pytest.raises(RobustConfigError, match="needs|has none"):
+        _gate(trained_tiny, blobs, n=64, policy=NonInferiority())
+
+
+def test_baseline_from_other_versions_warns_and_compares(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    base = Baseline.from_result(_gate(trained_tiny, blobs, n=64).evaluation, test="t")
+    old = Baseline.from_text(base.to_text().replace(f'"torch": "{base.versions["torch"]}"', '"torch": "1.0"'))
+    with pytest.warns(BaselineWarning, match=r"torch 1.0 ->"):
+        r = _gate(trained_tiny, blobs, n=64, baseline=old)
+    assert r.passed
+
+
+def test_relative_path_is_safe_and_unique() -> None:
+    p = relative_path("suites/test_q.py::test_pgd[8/255]")
+    assert p.parts[:2] == ("suites", "test_q.py") and "/" not in p.name and p.suffix == ".json"
+    assert relative_path("suites/test_q.py::test_pgd[8_255]") != p
+    assert relative_path("t.py::test_a", 2).name == "test_a.gate2.json"
+    assert ".." not in relative_path("../x.py::test_a").parts
+
+
+def test_verdict_parts_round_trip() -> None:
+    part = Verdict(passed=False, policy="p", statistic="s", measured=0.1, required=0.2, interval=(0.0, 0.3),
+                   confidence=0.95, reason="r", details={"newly_broken": 3})
+    v = Verdict(passed=False, policy="p", statistic="s", measured=0.1, required=0.2, interval=(0.0, 0.3),
+                confidence=0.95, reason="r", parts=(part,))
+    assert Verdict.from_json(json.loads(json.dumps(v.to_json()))) == v
