@@ -24,6 +24,7 @@ _EXPORTS = {
     "LowerConfidenceBound": "pytest_robust.policies",
     "NonInferiority": "pytest_robust.policies",
     "Policy": "pytest_robust.policies",
+    "Sequential": "pytest_robust.policies",
     "Verdict": "pytest_robust.policies",
     "Baseline": "pytest_robust.baseline",
     "ThreatModel": "pytest_robust.threat",
@@ -67,6 +68,7 @@ __all__ = [
     "RobustModelError",
     "RobustResult",
     "RobustnessFailure",
+    "Sequential",
     "SoundnessConfig",
     "ThreatModel",
     "UnsoundEvaluation",
@@ -104,6 +106,13 @@ if TYPE_CHECKING:
     from pytest_robust.evaluate import EvalResult, evaluate, worst_case
     from pytest_robust.gate import RobustnessFailure, RobustResult, UnsoundEvaluation, assert_robust
     from pytest_robust.models import NormalizedModel
-    from pytest_robust.policies import LowerConfidenceBound, NonInferiority, PointEstimate, Policy, Verdict
+    from pytest_robust.policies import (
+        LowerConfidenceBound,
+        NonInferiority,
+        PointEstimate,
+        Policy,
+        Sequential,
+        Verdict,
+    )
     from pytest_robust.soundness import Check, SoundnessConfig
     from pytest_robust.threat import Norm, ThreatModel

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_robust.errors import RobustConfigError, RobustDataError, RobustError
-from pytest_robust.policies import LowerConfidenceBound, NonInferiority, PointEstimate, Policy, Verdict
+from pytest_robust.policies import (
+    LowerConfidenceBound,
+    NonInferiority,
+    PointEstimate,
+    Policy,
+    Sequential,
+    Verdict,
+)
 from pytest_robust.threat import Norm, ThreatModel, format_eps
 
 if TYPE_CHECKING:
@@ -34,7 +41,7 @@ SCHEMA_VERSION = 1
 
 __all__ = [
     "LowerConfidenceBound", "NonInferiority", "PointEstimate", "Policy", "RobustResult", "RobustnessFailure",
-    "UnsoundEvaluation", "Verdict", "assert_robust",
+    "Sequential", "UnsoundEvaluation", "Verdict", "assert_robust",
 ]
 
 
@@ -342,8 +349,9 @@ def assert_robust(
         import torch
 
         order = torch.randperm(len(subset), generator=torch.Generator().manual_seed(seed))
+        extra["stop"] = stop_rule(required, len(subset))
         subset = subset.select(order)
-        extra["stop"] = stop_rule(required)
+        batch_size = min(batch_size, int(getattr(threshold, "batch", batch_size)))
     evaluation = (evaluator or evaluate)(
         model, subset, attack_, threat, device=device, seed=seed, batch_size=batch_size,
         progress=progress, examples=examples, soundness=cfg, positive_label=positive_label, **extra,

@@ -220,3 +220,38 @@ def test_verdict_parts_round_trip() -> None:
     v = Verdict(passed=False, policy="p", statistic="s", measured=0.1, required=0.2, interval=(0.0, 0.3),
                 confidence=0.95, reason="r", parts=(part,))
     assert Verdict.from_json(json.loads(json.dumps(v.to_json()))) == v
+
+
+# --- the sequential policy in a gate -------------------------------------------------------------
+
+
+def test_sequential_gate_stops_early_both_ways(trained_tiny: nn.Module) -> None:
+    from pytest_robust.policies import Sequential
+
+    data = make_blobs(1024, seed=11)
+    with pytest.raises(RobustnessFailure, match="confidence sequence .* is below 0.700") as info:
+        _gate(trained_tiny, data, eps=32 / 255, min_acc=0.7, policy=Sequential())
+    bad = info.value.result
+    assert bad.n < 1024 and bad.evaluation.data["available"] == 1024
+    assert bad.verdict.details["used"] == bad.n and "samples used" in str(info.value)
+    ok = _gate(trained_tiny, data, eps=1 / 255, min_acc=0.5, policy=Sequential())
+    assert ok.passed and ok.n < 1024 and ok.verdict.interval[0] > 0.5
+    # the fixed-n policy on the same gate used every sample and agrees
+    assert _gate(trained_tiny, data, eps=1 / 255, min_acc=0.5).n == 1024
+
+
+def test_sequential_gate_inconclusive_is_a_fail(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    from pytest_robust.policies import Sequential
+
+    r = _gate(trained_tiny, blobs, eps=16 / 255)
+    near = r.robust_acc  # the requirement at the measured accuracy: no sample size decides it
+    with pytest.raises(RobustnessFailure, match="inconclusive after 256 of 256 samples"):
+        _gate(trained_tiny, blobs, eps=16 / 255, min_acc=near, policy=Sequential())
+
+
+def test_sequential_with_a_baseline_is_a_clear_error(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    from pytest_robust.policies import Sequential
+
+    base = Baseline.from_result(_gate(trained_tiny, blobs, n=64).evaluation, test="t")
+    with pytest.raises(RobustConfigError, match="pairs every sample"):
+        _gate(trained_tiny, blobs, n=64, baseline=base, policy=Sequential())

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 SCHEMA: Final = "pytest-robust/results"
 #: 2: soundness columns in the rows (``status``, ``sound``, ``soundness``, ``failed_checks``,
-#: ``check_<name>``) and ``summary.unsound``; 1: the first release.
+#: ``check_<name>``) and ``summary.unsound``; 1: the first release. Added since, without a bump
+#: (only new fields): clinical columns (robust sensitivity / specificity, positives flipped to
+#: negative), the baseline comparison (``vs_baseline_*``, ``newly_broken``), every requirement of
+#: a gate (``requirements``) and the samples a sequential policy used.
 SCHEMA_VERSION: Final = 2
 
 #: Attack names in increasing strength: the table's columns and the choice of "strongest".
@@ -165,6 +168,11 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
         "soundness": sound["soundness"],
         "failed_checks": ";".join(sound["failed_checks"]),
         **{f"check_{name}": check_status(sound["checks"], name) for name in CHECK_NAMES},
+        **clinical_columns(ev),
+        **baseline_columns(vd),
+        "requirements": requirements(vd),
+        "samples_used": ev["n"],
+        "samples_available": ev["data"].get("available", ev["n"]),
         "data_name": ev["data"]["name"],
         "data_synthetic": bool(ev["data"].get("synthetic")),
         "data_fingerprint": ev["data"]["fingerprint"],
@@ -174,6 +182,52 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
         "device": ev["device"],
         "timings": dict(ev["timings"]),
     }
+
+
+def clinical_columns(ev: dict[str, Any]) -> dict[str, Any]:
+    """The clinical numbers of one evaluation (:mod:`pytest_robust.clinical`); None before schema 3."""
+    c = ev.get("clinical") or {}
+    keys = ("positive_class", "n_positive", "clean_sensitivity", "robust_sensitivity", "clean_specificity",
+            "robust_specificity", "flipped_to_negative", "flip_rate")
+    return {k: c.get(k) for k in keys}
+
+
+def baseline_part(vd: dict[str, Any]) -> dict[str, Any] | None:
+    """The part of a verdict that compared the candidate with its stored baseline, if any."""
+    return next((p for p in vd.get("parts", ()) if "baseline_robust_acc" in p.get("details", {})), None)
+
+
+def baseline_columns(vd: dict[str, Any]) -> dict[str, Any]:
+    """``vs_baseline_*``: the difference to the baseline, its bounds, the decision, the changed samples."""
+    part = baseline_part(vd)
+    if part is None:
+        return {k: None for k in ("vs_baseline", "vs_baseline_low", "vs_baseline_high", "vs_baseline_passed",
+                                  "baseline_robust_acc", "newly_broken", "newly_robust")}
+    d = part["details"]
+    return {
+        "vs_baseline": part["measured"],
+        "vs_baseline_low": part["interval"][0],
+        "vs_baseline_high": part["interval"][1],
+        "vs_baseline_passed": part["passed"],
+        "baseline_robust_acc": d["baseline_robust_acc"],
+        "newly_broken": d["newly_broken"],
+        "newly_robust": d["newly_robust"],
+    }
+
+
+def requirements(vd: dict[str, Any]) -> str:
+    """Every requirement of the gate with the policy that decided it: ``PASS robust accuracy >= 0.7
+    (point-estimate); FAIL robust sensitivity >= 0.8 (point-estimate)``."""
+    parts = vd.get("parts") or [vd]
+    out = []
+    for p in parts:
+        statistic = str(p.get("statistic", "robust accuracy"))
+        rel = "<=" if statistic.startswith("flip rate") else ">="
+        measured, required = p.get("measured"), p.get("required")
+        known = measured is not None and required is not None
+        numbers = f" {measured:.3f} {rel} {required:.3f}" if known else ""
+        out.append(f"{'PASS' if p['passed'] else 'FAIL'} {statistic}{numbers} ({p.get('policy', '')})")
+    return "; ".join(out)
 
 
 def _short(fingerprint: str) -> str:
@@ -291,6 +345,9 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
             "clean_acc": clean["clean_acc"],
             "clean_f1": clean["clean_f1"],
             "clean_auc": clean["clean_auc"],
+            "clean_sensitivity": clean.get("clean_sensitivity"),
+            "clean_specificity": clean.get("clean_specificity"),
+            "positive_class": clean.get("positive_class"),
             # an attacked row stands in for a missing clean one: its soundness is the attack's
             "clean_sound": _sound(clean) if clean["eps"] == 0 else True,
             "eps": eps,
@@ -310,6 +367,11 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
                     "auc": hit["adv_auc"],
                     "sound": _sound(hit),
                     "failed_checks": hit.get("failed_checks", ""),
+                    "robust_sensitivity": hit.get("robust_sensitivity"),
+                    "robust_specificity": hit.get("robust_specificity"),
+                    "flipped_to_negative": hit.get("flipped_to_negative"),
+                    "vs_baseline": hit.get("vs_baseline"),
+                    "newly_broken": hit.get("newly_broken"),
                 }
         ref = reference_row(clean["arch"], clean["recipe"])
         entry["reference"] = (
