@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -91,6 +92,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
 
 DEFAULT_PROFILE = "ci"
 DEFAULT_SEED = 0
+#: the gate's policy without ``--robust-policy``: pass on the measured robust accuracy
+DEFAULT_POLICY = "point-estimate"
 
 
 def default_cache_dir() -> Path:
@@ -122,6 +125,9 @@ class RobustConfig:
     soundness: str = "strict"
     #: the model under test is declared random (marker only): evaluated as the mean of its draws
     randomized: bool = False
+    #: name of the gate's default policy (``--robust-policy``), resolved by the
+    #: ``pytest_robust_make_policy`` hook: a built-in name or one a plugin provides
+    policy: str = DEFAULT_POLICY
 
     @property
     def n_eval(self) -> int | None:
@@ -165,6 +171,7 @@ class RobustConfig:
             "n": self.n_eval,
             "data": str(self.data) if self.data is not None else None,
             "soundness": self.soundness,
+            "policy": self.policy,
         }
 
 
@@ -183,6 +190,18 @@ def parse_soundness(text: str) -> str:
     value = text.strip().lower()
     if value not in SOUNDNESS_MODES:
         raise _fail(f"unknown soundness policy {text!r}; valid: {', '.join(SOUNDNESS_MODES)}")
+    return value
+
+
+#: a policy name: lower case, starts with a letter, then letters, digits, ``-``, ``_``, ``.``
+POLICY_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
+
+
+def parse_policy(text: str) -> str:
+    """A policy name (syntax only: plugins may provide names the plugin does not know)."""
+    value = text.strip().lower()
+    if not POLICY_NAME.fullmatch(value):
+        raise _fail(f"invalid policy name {text!r}: letters, digits, '-', '_' or '.', starting with a letter")
     return value
 
 

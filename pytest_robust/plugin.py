@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from torch import nn
 
     from pytest_robust.attacks import Attack
+    from pytest_robust.baseline_store import BaselineStore
     from pytest_robust.data.dataset import ImageDataset
     from pytest_robust.gate import RobustResult
+    from pytest_robust.policies import Policy
 
 CONFIG_KEY = pytest.StashKey["cfg.RobustConfig"]()
 
@@ -44,6 +46,10 @@ MEMO_KEY = pytest.StashKey[dict[str, Any]]()
 #: the model checks of the soundness module, per model and data (they do not depend on the attack)
 CHECKS_KEY = pytest.StashKey[dict[str, Any]]()
 RUN_ID_KEY = pytest.StashKey[str]()
+#: the ``--robust-baseline`` store (absent without the option)
+BASELINE_KEY: pytest.StashKey[BaselineStore] = pytest.StashKey()
+#: the gate's default policy, resolved from ``--robust-policy`` by ``pytest_robust_make_policy``
+POLICY_KEY = pytest.StashKey["Policy"]()
 
 # option name, ini name, parser, default (None: the profile's), help
 _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
@@ -68,7 +74,20 @@ _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
      "strict: a failed soundness check (masked gradients, randomness, saturation, ...) fails the "
      "gate as UNSOUND; warn: the gate follows the numbers but the result is marked unsound "
      "(default: strict)"),
+    ("--robust-policy", "robust_policy", cfg.parse_policy, cfg.DEFAULT_POLICY,
+     "the gate's policy, by name, for assert_robust without policy=: a built-in one (point-estimate: "
+     "the measured robust accuracy; lower-bound: its lower confidence bound; sequential: stop as soon "
+     "as an anytime-valid confidence sequence decides) or one a "
+     "plugin provides (hook pytest_robust_make_policy); an unknown name lists the valid ones "
+     f"(default: {cfg.DEFAULT_POLICY})"),
 )
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Add pytest-robust's hook specifications (:mod:`pytest_robust.hookspec`)."""
+    from pytest_robust import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,6 +104,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help=f"write an HTML report, results.json and results.csv to DIR/<run id>/ and point "
         f"DIR/latest at it (default DIR: {DEFAULT_REPORT_DIR}/; write --robust-report=DIR to name one)",
+    )
+    group.addoption(
+        "--robust-baseline", dest="robust_baseline", default=None, metavar="DIR",
+        help="compare every gate with the accepted model's stored outcome, one JSON file per gate under "
+        "DIR (per test id): a missing baseline is written and its test fails once ('baseline created: "
+        "review and commit it'); a candidate is judged by paired non-inferiority (default margin 0.02)",
+    )
+    group.addoption(
+        "--robust-baseline-update", dest="robust_baseline_update", action="store_true", default=False,
+        help="rewrite the baselines under --robust-baseline from this run (deliberately accept the "
+        "current models); the gates still apply their other requirements",
     )
 
 
@@ -128,6 +158,7 @@ def resolve_config(config: pytest.Config) -> cfg.RobustConfig:
         retrain=bool(config.getoption("robust_retrain")),
         threads=threads,
         soundness=values["robust_soundness"],
+        policy=values["robust_policy"],
     )
 
 
@@ -138,8 +169,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "override pytest-robust settings for one test (randomized=True declares a random model)",
     )
     config.stash[CONFIG_KEY] = resolve_config(config)
+    config.hook.pytest_robust_register_attacks.call_historic(kwargs={"register": _attack_registrar(config)})
+    config.stash[POLICY_KEY] = resolve_policy(config, config.stash[CONFIG_KEY].policy)
     config.stash[MEMO_KEY] = {}
     config.stash[CHECKS_KEY] = {}
+    _configure_baselines(config)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "pytest_robust_run_id" in workerinput:
         config.stash[RUN_ID_KEY] = str(workerinput["pytest_robust_run_id"])
@@ -155,6 +189,97 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ReportCollector(config, target), "pytest-robust-report")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "pytest-robust-xdist")
+
+
+def _configure_baselines(config: pytest.Config) -> None:
+    """``--robust-baseline``: a store for the gates; the writer only in the controlling process."""
+    value = config.getoption("robust_baseline")
+    if value is None:
+        if config.getoption("robust_baseline_update"):
+            raise pytest.UsageError(
+                "--robust-baseline-update needs --robust-baseline=DIR (where the baselines live)"
+            )
+        return
+    from pytest_robust.baseline_store import BaselineStore, BaselineWriter
+
+    root = Path(value).expanduser()
+    if not root.is_absolute():
+        root = config.invocation_params.dir / root
+    if root.exists() and not root.is_dir():
+        raise pytest.UsageError(f"--robust-baseline {value}: not a folder")
+    config.stash[BASELINE_KEY] = BaselineStore(root, update=bool(config.getoption("robust_baseline_update")))
+    if getattr(config, "workerinput", None) is None:
+        config.pluginmanager.register(BaselineWriter(root), "pytest-robust-baselines")
+
+
+def _attack_registrar(config: pytest.Config) -> Callable[..., None]:
+    """The ``register`` callable given to ``pytest_robust_register_attacks``, scoped to this session.
+
+    Registrations go into the process-wide registry of :mod:`pytest_robust.attacks` (so
+    ``make_attack(name)`` works anywhere in the session) and are undone, in reverse order, when
+    the session ends (``config.add_cleanup``, run at unconfigure also after a failed start): the
+    next in-process session (pytester) starts from the built-ins. torch is imported only when a
+    plugin registers something.
+    """
+    undo: list[tuple[str, Callable[..., Any] | None]] = []
+
+    def register(name: str, factory: Callable[..., Any], *, replace: bool = False) -> None:
+        from pytest_robust.attacks import register_attack
+
+        try:
+            previous = register_attack(name, factory, replace=replace)
+        except RobustError as exc:
+            raise pytest.UsageError(f"pytest_robust_register_attacks: {exc}") from None
+        undo.append((name, previous))
+
+    def restore() -> None:
+        if not undo:
+            return
+        from pytest_robust.attacks import register_attack, unregister_attack
+
+        for name, previous in reversed(undo):
+            if previous is None:
+                unregister_attack(name)
+            else:
+                register_attack(name, previous, replace=True)
+        undo.clear()
+
+    config.add_cleanup(restore)
+    return register
+
+
+def builtin_policies() -> dict[str, Callable[[], Policy]]:
+    """The built-in ``--robust-policy`` names and their factories: add a built-in policy here."""
+    from pytest_robust import policies
+
+    return {
+        "point-estimate": policies.PointEstimate,
+        "lower-bound": policies.LowerConfidenceBound,
+        "sequential": policies.Sequential,
+    }
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_robust_make_policy(name: str, config: pytest.Config) -> Policy | None:
+    """pytest-robust's own answer (last, so plugins can answer first): the built-in names."""
+    factory = builtin_policies().get(name)
+    return factory() if factory is not None else None
+
+
+def resolve_policy(config: pytest.Config, name: str) -> Policy:
+    """The policy called ``name`` from ``pytest_robust_make_policy``; unknown names are usage errors."""
+    policy: Policy | None = config.hook.pytest_robust_make_policy(name=name, config=config)
+    if policy is None:
+        raise pytest.UsageError(
+            f"--robust-policy {name}: unknown policy; built-in policies: {', '.join(builtin_policies())} "
+            "(a plugin or conftest.py can provide others with the pytest_robust_make_policy hook)"
+        )
+    if not callable(getattr(policy, "decide", None)):
+        raise pytest.UsageError(
+            f"--robust-policy {name}: pytest_robust_make_policy returned {type(policy).__name__}, which "
+            "has no decide(result, min_acc) method (see pytest_robust.policies.Policy)"
+        )
+    return policy
 
 
 def _report_dir(config: pytest.Config, value: str) -> Path:
@@ -359,9 +484,15 @@ def assert_robust(
         kwargs.setdefault("batch_size", robust_config.profile.batch_size)
         kwargs.setdefault("soundness", robust_config.soundness)
         kwargs.setdefault("randomized", robust_config.randomized)
+        if kwargs.get("policy") is None:
+            kwargs["policy"] = request.config.stash[POLICY_KEY]
         context = {"profile": robust_config.profile.name, "test": request.node.nodeid}
         kwargs["context"] = {**context, **(kwargs.get("context") or {})}
+        store = request.config.stash.get(BASELINE_KEY, None)
         with terminal_output(request.config):
+            if store is not None:
+                run = functools.partial(gate.assert_robust, model, attack, record=record)
+                return store.run(request.node, run, kwargs)
             return gate.assert_robust(model, attack, record=record, **kwargs)
 
     return bound
@@ -399,7 +530,9 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     key = json.dumps(
         [id(model), weights, structure_fingerprint(model), behaviour, data.fingerprint(), attack_.config(),
          threat.to_json(), str(kwargs.get("device")), kwargs.get("seed"), kwargs.get("batch_size"),
-         kwargs.get("examples", 0), soundness.to_json() if soundness is not None else None],
+         kwargs.get("examples", 0), soundness.to_json() if soundness is not None else None,
+         data.sample_ids(), kwargs.get("positive_label", 1), list(kwargs.get("focus", ())),
+         getattr(kwargs.get("stop"), "key", None if kwargs.get("stop") is None else id(kwargs.get("stop")))],
         sort_keys=True, default=str,
     )
     if key not in memo:

@@ -16,8 +16,8 @@ from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.errors import RobustConfigError, RobustDataError
 from pytest_robust.gate import RobustnessFailure, RobustResult, assert_robust
 from pytest_robust.policies import NonInferiority, Verdict
-from tests.conftest import fit, make_blobs, tiny_net
 from pytest_robust.training import seeded
+from tests.conftest import fit, make_blobs, tiny_net
 
 PGD5 = PGD(steps=5)
 
@@ -37,12 +37,18 @@ def test_clinical_counts_by_hand() -> None:
     adv = [1, 0, 0, 0, 0, 1, 1]
     c = clinical(labels, clean, adv, positive_label=1, classes=("benign", "malignant"))
     assert (c.n_positive, c.n_negative) == (4, 3)
-    assert c.clean_true_positive == 3 and c.robust_true_positive == 1
-    assert c.flipped_to_negative == 2 and c.flip_rate == pytest.approx(2 / 3)
-    assert c.clean_true_negative == 2 and c.robust_true_negative == 1 and c.flipped_to_positive == 1
-    assert c.robust_sensitivity == pytest.approx(0.25) and c.robust_specificity == pytest.approx(1 / 3)
+    assert c.clean_true_positive == 3
+    assert c.robust_true_positive == 1
+    assert c.flipped_to_negative == 2
+    assert c.flip_rate == pytest.approx(2 / 3)
+    assert c.clean_true_negative == 2
+    assert c.robust_true_negative == 1
+    assert c.flipped_to_positive == 1
+    assert c.robust_sensitivity == pytest.approx(0.25)
+    assert c.robust_specificity == pytest.approx(1 / 3)
     swapped = clinical(labels, clean, adv, positive_label=0, classes=("benign", "malignant"))
-    assert swapped.n_positive == 3 and swapped.positive_class == "benign"
+    assert swapped.n_positive == 3
+    assert swapped.positive_class == "benign"
 
 
 def test_positive_class_by_name_or_label() -> None:
@@ -62,20 +68,24 @@ def test_clinical_numbers_in_every_result(trained_tiny: nn.Module, blobs: ImageD
     assert d["robust_sensitivity"] == pytest.approx(robust[labels == 1].mean())
     assert d["robust_specificity"] == pytest.approx(robust[labels == 0].mean())
     assert d["positive_class"] == "malignant"
-    assert RobustResult.from_json(json.loads(json.dumps(r.to_json()))).evaluation.clinical == r.evaluation.clinical
+    again = RobustResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert again.evaluation.clinical == r.evaluation.clinical
 
 
 def test_sensitivity_gate_passes_and_fails(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
     r = _gate(trained_tiny, blobs, eps=16 / 255)
     sens = r.evaluation.clinical.robust_sensitivity
-    assert sens is not None and 0 < sens < 1
+    assert sens is not None
+    assert 0 < sens < 1
     ok = _gate(trained_tiny, blobs, eps=16 / 255, min_sensitivity=sens)
-    assert ok.passed and [p.statistic for p in ok.verdict.parts] == ["robust accuracy", "robust sensitivity"]
+    assert ok.passed
+    assert [p.statistic for p in ok.verdict.parts] == ["robust accuracy", "robust sensitivity"]
     with pytest.raises(RobustnessFailure) as info:
         _gate(trained_tiny, blobs, eps=16 / 255, min_sensitivity=min(1.0, sens + 0.05))
     msg = str(info.value)
     assert "robust sensitivity on 128 positive samples" in msg
-    assert "FAIL robust sensitivity" in msg and "PASS robust accuracy" in msg
+    assert "FAIL robust sensitivity" in msg
+    assert "PASS robust accuracy" in msg
     # the same requirement on the other class as the positive one reads the other numbers
     spec = r.evaluation.clinical.robust_specificity
     assert spec is not None
@@ -86,13 +96,16 @@ def test_sensitivity_gate_passes_and_fails(trained_tiny: nn.Module, blobs: Image
 def test_flip_rate_gate(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
     r = _gate(trained_tiny, blobs, eps=16 / 255)
     rate = r.evaluation.clinical.flip_rate
-    assert rate is not None and rate > 0.05
+    assert rate is not None
+    assert rate > 0.05
     assert _gate(trained_tiny, blobs, eps=16 / 255, max_flip_rate=rate).passed
     with pytest.raises(RobustnessFailure, match="flip rate"):
         _gate(trained_tiny, blobs, eps=16 / 255, max_flip_rate=rate - 0.05)
 
 
-def test_clinical_gate_without_positives_is_a_clear_error(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+def test_clinical_gate_without_positives_is_a_clear_error(
+    trained_tiny: nn.Module, blobs: ImageDataset
+) -> None:
     benign = blobs.select([i for i in range(len(blobs)) if int(blobs.labels[i]) == 0])
     with pytest.raises(RobustDataError, match="min_sensitivity needs positive samples"):
         _gate(trained_tiny, benign, min_sensitivity=0.5)
@@ -139,11 +152,14 @@ def weaker() -> nn.Module:
     return fit(net, make_blobs(1024, seed=7), steps=25)
 
 
-def test_baseline_round_trip_is_sorted_and_deterministic(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+def test_baseline_round_trip_is_sorted_and_deterministic(
+    trained_tiny: nn.Module, blobs: ImageDataset
+) -> None:
     r = _gate(trained_tiny, blobs, n=64)
     b = Baseline.from_result(r.evaluation, test="t.py::test_x", gate=1)
     text = b.to_text()
-    assert text == Baseline.from_result(_gate(trained_tiny, blobs, n=64).evaluation, test="t.py::test_x").to_text()
+    again = _gate(trained_tiny, blobs, n=64).evaluation
+    assert text == Baseline.from_result(again, test="t.py::test_x").to_text()
     assert Baseline.from_text(text) == b
     lines = text.splitlines()
     sample_lines = [ln for ln in lines if ln.strip().startswith('{"clean"')]
@@ -152,7 +168,9 @@ def test_baseline_round_trip_is_sorted_and_deterministic(trained_tiny: nn.Module
     assert ids == sorted(ids, key=int)
     d = json.loads(text)
     assert d["data"]["fingerprint"] == r.evaluation.data["fingerprint"]
-    assert d["attack"] == PGD5.config() and d["seed"] == 0 and "torch" in d["versions"]
+    assert d["attack"] == PGD5.config()
+    assert d["seed"] == 0
+    assert "torch" in d["versions"]
 
 
 def test_same_model_passes_and_regression_fails(trained_tiny: nn.Module, weaker: nn.Module,
@@ -162,7 +180,9 @@ def test_same_model_passes_and_regression_fails(trained_tiny: nn.Module, weaker:
     path.write_text(base.to_text())
     same = _gate(trained_tiny, blobs, eps=16 / 255, baseline=path)
     part = same.verdict.parts[-1]
-    assert part.passed and part.policy.startswith("non-inferiority") and part.interval == (0.0, 0.0)
+    assert part.passed
+    assert part.policy.startswith("non-inferiority")
+    assert part.interval == (0.0, 0.0)
     with pytest.raises(RobustnessFailure) as info:
         _gate(weaker, blobs, eps=16 / 255, baseline=str(path))
     result = info.value.result
@@ -184,7 +204,7 @@ def test_baseline_on_other_data_attack_or_threat_is_an_error(trained_tiny: nn.Mo
         _gate(trained_tiny, blobs, n=64, baseline=base, attack=PGD(steps=6))
     with pytest.raises(BaselineError, match="threat model"):
         _gate(trained_tiny, blobs, n=64, baseline=base, eps=2 / 255)
-    with pytest.raises(BaselineError, match="data: .* ids differ"):
+    with pytest.raises(BaselineError, match=r"data: .* ids differ"):
         _gate(trained_tiny, blobs, n=65, baseline=base)
     shifted = ImageDataset(images=(blobs.images * 0.99), labels=blobs.labels, classes=blobs.classes,
                            name=blobs.name, synthetic=True)
@@ -194,11 +214,13 @@ def test_baseline_on_other_data_attack_or_threat_is_an_error(trained_tiny: nn.Mo
     bad.write_text("{not json")
     with pytest.raises(BaselineError, match="not valid JSON"):
         _gate(trained_tiny, blobs, n=64, baseline=bad)
-    with pytest.raises(RobustConfigError, match="needs|has none"):
+    with pytest.raises(RobustConfigError, match=r"needs|has none"):
         _gate(trained_tiny, blobs, n=64, policy=NonInferiority())
 
 
-def test_baseline_from_other_versions_warns_and_compares(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+def test_baseline_from_other_versions_warns_and_compares(
+    trained_tiny: nn.Module, blobs: ImageDataset
+) -> None:
     base = Baseline.from_result(_gate(trained_tiny, blobs, n=64).evaluation, test="t")
     old = Baseline.from_text(base.to_text().replace(f'"torch": "{base.versions["torch"]}"', '"torch": "1.0"'))
     with pytest.warns(BaselineWarning, match=r"torch 1.0 ->"):
@@ -208,7 +230,9 @@ def test_baseline_from_other_versions_warns_and_compares(trained_tiny: nn.Module
 
 def test_relative_path_is_safe_and_unique() -> None:
     p = relative_path("suites/test_q.py::test_pgd[8/255]")
-    assert p.parts[:2] == ("suites", "test_q.py") and "/" not in p.name and p.suffix == ".json"
+    assert p.parts[:2] == ("suites", "test_q.py")
+    assert "/" not in p.name
+    assert p.suffix == ".json"
     assert relative_path("suites/test_q.py::test_pgd[8_255]") != p
     assert relative_path("t.py::test_a", 2).name == "test_a.gate2.json"
     assert ".." not in relative_path("../x.py::test_a").parts
@@ -229,13 +253,17 @@ def test_sequential_gate_stops_early_both_ways(trained_tiny: nn.Module) -> None:
     from pytest_robust.policies import Sequential
 
     data = make_blobs(1024, seed=11)
-    with pytest.raises(RobustnessFailure, match="confidence sequence .* is below 0.700") as info:
+    with pytest.raises(RobustnessFailure, match=r"confidence sequence .* is below 0\.700") as info:
         _gate(trained_tiny, data, eps=32 / 255, min_acc=0.7, policy=Sequential())
     bad = info.value.result
-    assert bad.n < 1024 and bad.evaluation.data["available"] == 1024
-    assert bad.verdict.details["used"] == bad.n and "samples used" in str(info.value)
+    assert bad.n < 1024
+    assert bad.evaluation.data["available"] == 1024
+    assert bad.verdict.details["used"] == bad.n
+    assert "samples used" in str(info.value)
     ok = _gate(trained_tiny, data, eps=1 / 255, min_acc=0.5, policy=Sequential())
-    assert ok.passed and ok.n < 1024 and ok.verdict.interval[0] > 0.5
+    assert ok.passed
+    assert ok.n < 1024
+    assert ok.verdict.interval[0] > 0.5
     # the fixed-n policy on the same gate used every sample and agrees
     assert _gate(trained_tiny, data, eps=1 / 255, min_acc=0.5).n == 1024
 

@@ -14,6 +14,9 @@ from pytest_robust.report import results as res
 from pytest_robust.report.run import dumps, git_info, package_versions, platform_info, torch_info, write_run
 
 if TYPE_CHECKING:
+    import pytest
+
+    from pytest_robust.hookspec import ReportSection
     from pytest_robust.report.collector import ReportCollector
 
 log = logging.getLogger(__name__)
@@ -134,6 +137,7 @@ def write_report(collector: ReportCollector, *, exitstatus: int) -> Path:
     document = res.build_document(
         records, run=run_section(collector, exitstatus), manifest=manifest(collector, details)
     )
+    document["sections"] = [s.to_json() for s in report_sections(collector.config, details)]
     frame = res.rows_frame(document)
     csv = frame.to_csv(index=False).encode() if len(frame) else b"row\n"
     html = render_report(document)
@@ -146,6 +150,31 @@ def write_report(collector: ReportCollector, *, exitstatus: int) -> Path:
             "report.html": html.encode("utf-8"),
         },
     )
+
+
+def report_sections(config: pytest.Config, results: list[dict[str, Any]]) -> list[ReportSection]:
+    """The sections plugins add through ``pytest_robust_report_sections``, validated.
+
+    A plugin that raises or returns anything but a list of :class:`ReportSection` is a
+    :class:`RobustConfigError` naming the hook and its implementations (the report is then not
+    written, and the terminal says why).
+    """
+    import copy
+
+    from pytest_robust.errors import RobustConfigError
+    from pytest_robust.hookspec import check_sections
+
+    hook = config.hook.pytest_robust_report_sections
+    impls = hook.get_hookimpls()
+    if not impls:
+        return []
+    implementers = ", ".join(str(i.plugin_name) for i in impls)
+    source = f"pytest_robust_report_sections (implemented by {implementers})"
+    try:
+        answers = hook(config=config, results=copy.deepcopy(results))
+    except Exception as exc:
+        raise RobustConfigError(f"{source} raised {type(exc).__name__}: {exc}") from exc
+    return [section for answer in answers for section in check_sections(answer, source)]
 
 
 def terminal_table(path: Path) -> list[str]:

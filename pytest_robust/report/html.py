@@ -164,5 +164,7 @@ def render_report(document: dict[str, Any]) -> str:
         "rows": document["rows"],
         "soundness": _soundness(document),
         "check_names": res.CHECK_NAMES,
+        # sections from plugins (pytest_robust_report_sections): plain strings, escaped like the rest
+        "sections": document.get("sections", []),
     }
     return str(_environment().get_template("report.html.j2").render(**context))

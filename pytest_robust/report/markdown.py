@@ -6,7 +6,9 @@ python -m pytest_robust.report.markdown reports/latest/results.json
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,12 +106,38 @@ def table(document: dict[str, Any]) -> str:
     return head + "\n".join(lines) + "\n" + note
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def _plain(text: str) -> str:
+    """Plugin text as literal Markdown: HTML and Markdown syntax escaped, never interpreted."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def sections(document: dict[str, Any]) -> str:
+    """The sections plugins added (``pytest_robust_report_sections``): a paragraph or a table each."""
+    out = []
+    for section in document.get("sections", []):
+        out.append(f"\n### {_plain(section['title'])}\n\n")
+        if section.get("text") is not None:
+            out.append(_plain(section["text"]) + "\n")
+            continue
+        headers = section.get("headers", [])
+        out.append(_row(headers) + "|---" * len(headers) + "|\n")
+        out.extend(_row(r) for r in section.get("rows", []))
+    return "".join(out)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(_plain(c).replace("\n", " ") for c in cells) + " |\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("results", type=Path, help="a results.json written by --robust-report")
     args = parser.parse_args(argv)
     document = json.loads(args.results.read_text(encoding="utf-8"))
-    sys.stdout.write(table(document))
+    sys.stdout.write(table(document) + sections(document))
     return 0
 
 
