@@ -580,3 +580,237 @@ def test_without_a_worst_case_the_tables_keep_three_attack_columns(tmp_path: Pat
     html = render_report(doc)
     assert "Worst case" not in html
     assert "—</span>" not in html
+
+
+# --- clinical numbers, every requirement with its policy, the baseline comparison, sequential ---------
+
+
+CLASSES = ["benign", "malignant"]
+#: the identity of the sample at position 2: text a browser would run, were it not escaped
+HOSTILE_ID = "test/benign/<b>x</b>.jpg"
+
+
+def _sample_id(i: int) -> str:
+    return HOSTILE_ID if i == 2 else f"test/{CLASSES[i % 2]}/ISIC_{i:07d}.jpg"
+
+
+def _part(statistic: str, policy: str, *, passed: bool = True, measured: float = 0.5,
+          required: float = 0.4, interval: tuple[float, float] = (0.3, 0.7),
+          details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One requirement's verdict (``Verdict.to_json()`` of :mod:`pytest_robust.policies`)."""
+    return {
+        "passed": passed, "status": "pass" if passed else "fail", "policy": policy, "statistic": statistic,
+        "measured": measured, "required": required, "interval": list(interval), "confidence": 0.95,
+        "reason": f"{statistic}: r", "sound": True, "soundness": "strict", "failed_checks": [],
+        "parts": [], "details": details or {},
+    }
+
+
+def _example(index: int, label: int, adv_pred: int) -> dict[str, Any]:
+    image = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(index))
+    return {
+        "index": index, "label": label, "clean_pred": label, "adv_pred": adv_pred,
+        "clean_confidence": 0.9, "adv_confidence": 0.8, "linf": 4 / 255,
+        "original_png": png_base64(image), "perturbation_png": png_base64(image),
+        "adversarial_png": png_base64(image),
+    }
+
+
+def _clinical_result(
+    *, model: str, n: int = 24, broken: int = 12, baseline: bool = False, sequential: bool = False
+) -> dict[str, Any]:
+    """A result as the gate writes it now: clinical numbers, sample ids, the positive label and a
+    verdict with parts (robust accuracy, robust sensitivity) — plus, with ``baseline``, a failed
+    comparison with 12 newly broken samples (positions 0..11, the first 10 ids listed) and kept
+    examples; with ``sequential``, a single sequential verdict that used ``n`` of ``4 n`` samples."""
+    from pytest_robust.clinical import clinical
+
+    result: dict[str, Any] = _result(model=model)
+    ev = result["evaluation"]
+    labels = [i % 2 for i in range(n)]
+    adv = [1 - y if i < broken else y for i, y in enumerate(labels)]
+    ev.update(
+        n=n, labels=labels, clean_pred=labels, adv_pred=adv, clean_correct=[True] * n,
+        robust_correct=[a == y for a, y in zip(adv, labels, strict=True)],
+        clean_scores=[float(y) for y in labels], adv_scores=[float(a) for a in adv],
+        robust_acc=(n - broken) / n, broken_by=["pgd" if i < broken else "" for i in range(n)],
+        sample_ids=[_sample_id(i) for i in range(n)], positive_label=1,
+        clinical=clinical(labels, labels, adv, positive_label=1, classes=CLASSES).to_json(),
+    )
+    ev["data"] = {**ev["data"], "classes": CLASSES}
+    vd = result["verdict"]
+    parts = [
+        _part("robust accuracy", "point-estimate", measured=ev["robust_acc"]),
+        _part("robust sensitivity", "point-estimate", measured=ev["clinical"]["robust_sensitivity"]),
+    ]
+    if baseline:
+        details = {
+            "baseline": "baselines/m.json", "n": n, "baseline_robust_acc": 23 / 24,
+            "candidate_robust_acc": ev["robust_acc"], "newly_broken": 12, "newly_robust": 1,
+            "newly_broken_ids": [_sample_id(i) for i in range(10)], "newly_robust_ids": [_sample_id(20)],
+            "same_model": False,
+        }
+        parts.append(_part("robust accuracy difference vs baseline", "non-inferiority(margin=0.02, "
+                           "confidence=0.95)", passed=False, measured=ev["robust_acc"] - 23 / 24,
+                           required=-0.02, interval=(-0.6, -0.25), details=details))
+        # newly broken first: #3 is listed, #11 is newly broken beyond the listed ids, #20 held
+        ev["examples"] = [_example(3, 1, 0), _example(11, 1, 0), _example(20, 0, 0)]
+    if sequential:
+        ev["data"] = {**ev["data"], "available": 4 * n}
+        vd.update(policy="sequential(confidence=0.95)", statistic="robust accuracy",
+                  measured=ev["robust_acc"], required=0.4,
+                  details={"used": n, "available": 4 * n, "sequential": "pass", "horizon": 2 * n})
+        parts = []
+    vd["parts"] = parts
+    vd["passed"] = all(p["passed"] for p in parts) if parts else True
+    if parts:
+        vd["policy"] = " + ".join(dict.fromkeys(p["policy"] for p in parts))
+    vd["status"] = "pass" if vd["passed"] else "fail"
+    ev["threat"] = {"norm": "Linf", "eps": 4 / 255}
+    return result
+
+
+def _clinical_document() -> dict[str, Any]:
+    records = [
+        res.TestRecord(nodeid="t::baseline", outcome="failed",
+                       results=[_clinical_result(model="cand", baseline=True)]),
+        res.TestRecord(nodeid="t::plain", results=[_clinical_result(model="plain", broken=6)]),
+        res.TestRecord(nodeid="t::seq", results=[_clinical_result(model="seq", n=8, broken=2,
+                                                                   sequential=True)]),
+    ]
+    return res.build_document(records, run=RUN, manifest=MANIFEST)
+
+
+def _between(html: str, start: str, end: str) -> str:
+    i = html.index(start)
+    return html[i : html.index(end, i)]
+
+
+def test_gates_table_shows_clinical_numbers_the_baseline_and_each_policy() -> None:
+    from pytest_robust.report.html import render_report
+
+    html = render_report(_clinical_document())
+    assert "<b>x</b>" not in html
+    table = _between(html, 'id="gates-table"', "</table>")
+    head = table[: table.index('<tr class="gate">')]
+    for column in ("robust sens", "robust spec", "flipped<br><span class=\"small\">malignant → benign</span>",
+                   "vs baseline", "requirements (policy)"):
+        assert column in head, column
+    rows = table.split('<tr class="gate">')[1:]
+    assert len(rows) == 3
+    cand, plain, seq = rows  # sorted by node id
+    assert "<code>t::baseline</code>" in cand
+    assert '<td class="robust-sens">50.0</td><td class="robust-spec">50.0</td>' in cand
+    assert '<td class="flipped">6 (50.0%)</td>' in cand  # 6 of 12 caught malignant lesions
+    assert '<td class="robust-sens">75.0</td>' in plain
+    assert '<td class="flipped">3 (25.0%)</td>' in plain
+    vs = _between(cand, 'class="l vs-baseline"', "</td>")
+    assert "−45.8 pts" in vs
+    assert "[−60.0, −25.0]" in vs
+    assert '<b class="outcome-failed">FAIL</b>' in vs
+    assert "12 newly broken · 1 newly robust · baseline 95.8%" in vs
+    assert _between(plain, 'class="l vs-baseline"', "</td>").endswith(">—")
+    reqs = _between(cand, 'class="l requirements"', "</td>")
+    assert reqs.count("<li>") == 3
+    assert reqs.count("decided by point-estimate") == 2
+    assert "robust sensitivity 0.500 [0.300, 0.700], required ≥ 0.400" in reqs
+    assert "decided by non-inferiority(margin=0.02, confidence=0.95)" in reqs
+    assert "required lower bound ≥ −2.0" in reqs
+    assert '<b class="outcome-failed">FAIL</b>\nrobust accuracy difference vs baseline' in reqs
+    assert "samples used" not in cand + plain
+    assert cand.rstrip().endswith('<td class="l outcome-failed">FAIL</td></tr>')
+    seq_reqs = _between(seq, 'class="l requirements"', "</td>")
+    assert seq_reqs.count("<li>") == 1
+    assert "decided by sequential(confidence=0.95)" in seq_reqs
+    assert "samples used: 8 of 32 (sequential: pass)" in seq_reqs
+    assert '<td class="robust-sens">' in seq
+    assert _between(seq, 'class="l vs-baseline"', "</td>").endswith(">—")
+
+
+def test_newly_broken_section_lists_ids_counts_and_the_gallery_of_newly_broken_examples() -> None:
+    from pytest_robust.report.html import render_report
+
+    html = render_report(_clinical_document())
+    assert 'href="#newly-broken"' in html
+    section = _between(html, 'id="newly-broken"', 'id="findings"')
+    assert "3 results compared" not in section
+    assert "1 result compared with a stored" in section
+    assert section.count('class="newly-broken-entry"') == 1  # only the result with newly broken samples
+    assert "<code>t::baseline</code>" in section
+    assert "12 newly broken, 1 newly robust of n=24" in section
+    assert "95.8% (baseline) → 50.0%" in section
+    assert "<code>baselines/m.json</code>" in section
+    ids = _between(section, 'class="small newly-broken-ids"', "</div>")
+    assert ids.count("<code>") == 10
+    assert "<code>test/malignant/ISIC_0000001.jpg</code>" in ids
+    assert "<code>test/benign/&lt;b&gt;x&lt;/b&gt;.jpg</code>" in ids
+    assert "(and 2 more)" in ids
+    assert "ISIC_0000010" not in ids
+    gallery = _between(section, '<div class="gallery">', "</div>\n</div>")
+    assert gallery.count('<figure class="ex">') == 2
+    assert gallery.count('src="data:image/png;base64,') == 6
+    assert 'alt="original #3"' in gallery
+    assert 'alt="original #11"' in gallery  # newly broken beyond the listed ids: it comes first
+    assert 'alt="original #20"' not in gallery  # a sample the attack did not break
+    assert '<code class="sample-id">test/malignant/ISIC_0000011.jpg</code>' in gallery
+    assert "true malignant: malignant (90.0%)\n→ benign (80.0%)" in gallery
+
+
+def test_newly_broken_examples_are_matched_by_sample_id() -> None:
+    from pytest_robust.report.html import newly_broken_examples
+
+    ev = _clinical_result(model="m", baseline=True)["evaluation"]
+    details = {"newly_broken": 2, "newly_broken_ids": [_sample_id(3), _sample_id(20)]}
+    # the listing is complete: exactly the listed samples, whatever the order of the examples
+    assert [e["index"] for e in newly_broken_examples(ev, details)] == [3, 20]
+    # cut short but none of the examples is listed: no evidence that they are the newly broken ones
+    cut = {"newly_broken": 30, "newly_broken_ids": [_sample_id(5)]}
+    assert newly_broken_examples(ev, cut) == []
+    # results without sample ids: the index is the identity
+    del ev["sample_ids"]
+    got = newly_broken_examples(ev, {"newly_broken": 1, "newly_broken_ids": ["11"]})
+    assert [(e["index"], e["sample_id"]) for e in got] == [(11, "11")]
+
+
+def test_model_table_shows_sensitivity_and_flips_in_html_and_markdown() -> None:
+    from pytest_robust.report.html import render_report
+    from pytest_robust.report.markdown import table as markdown_table
+
+    doc = _clinical_document()
+    html = render_report(doc)
+    table = _between(html, 'id="table-v"', "</table>")
+    assert table.count("sens 100.0% · spec 100.0%") == 3  # every model's clean cell
+    assert table.count('class="small clinical"') == 3
+    assert "sens 50.0% · 6 flipped" in table
+    assert "sens 75.0% · 3 flipped" in table
+    assert "robust sensitivity in %" in html
+    md = markdown_table(doc)
+    cand = next(line for line in md.splitlines() if line.startswith("| cand |"))
+    assert cand.startswith("| cand | 100.0 · sens 100.0 · spec 100.0 | 1.000 | 1.000 |")
+    assert "| – | 50.0 [10.0, 90.0] · sens 50.0 · 6 flipped | – |" in cand
+    assert "positive class: malignant" in md
+
+
+def test_old_results_without_the_new_fields_still_render() -> None:
+    from pytest_robust.report.html import render_report
+    from pytest_robust.report.markdown import table as markdown_table
+
+    for v1 in (True, False):  # before the soundness checks; before clinical numbers and parts
+        doc = res.build_document(
+            [res.TestRecord(nodeid="t::a", results=[_result(v1=v1)])], run=RUN, manifest=MANIFEST
+        )
+        html = render_report(doc)
+        table = _between(html, 'id="gates-table"', "</table>")
+        row = table.split('<tr class="gate">')[1]
+        assert '<td class="robust-sens">–</td><td class="robust-spec">–</td>' in row
+        assert '<td class="flipped">–</td>' in row
+        assert _between(row, 'class="l vs-baseline"', "</td>").endswith(">—")
+        assert "flipped to negative</th>" in table
+        assert "decided by point-estimate" in row
+        assert "samples used" not in row
+        assert 'id="newly-broken"' not in html
+        assert 'href="#newly-broken"' not in html
+        assert "sens" not in _between(html, 'id="table-v"', "</table>")
+        md = markdown_table(doc)
+        assert "sens" not in md
+        assert "flipped" not in md

@@ -16,6 +16,8 @@ from pytest_robust.threat import format_eps
 
 #: Adversarial examples shown per model in the gallery.
 GALLERY_PER_MODEL = 4
+#: Newly broken samples shown per result in the baseline gallery (a gate with a baseline keeps 8).
+GALLERY_NEWLY_BROKEN = 8
 
 
 def _environment() -> Any:
@@ -30,6 +32,8 @@ def _environment() -> Any:
     env.filters["pct"] = lambda x: "–" if x is None else f"{100 * x:.1f}"
     env.filters["num"] = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"
     env.filters["eps"] = lambda x: "0" if not x else format_eps(x)
+    # a difference of two accuracies in percentage points, always signed
+    env.filters["pts"] = lambda x: "–" if x is None else f"{100 * x:+.1f}".replace("-", "−")
     return env
 
 
@@ -134,6 +138,136 @@ def _soundness(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sample_ids(evaluation: dict[str, Any]) -> list[str]:
+    """Each evaluated sample's identity (file path or index); the index for results without them."""
+    ids = evaluation.get("sample_ids")
+    return [str(i) for i in ids] if ids else [str(i) for i in range(int(evaluation.get("n", 0)))]
+
+
+def _flip_label(evaluation: dict[str, Any]) -> str | None:
+    """``malignant → benign``: the positive class and what a flip turns it into (``other`` with
+    more than two classes); None when the result has no clinical numbers."""
+    clinical = evaluation.get("clinical")
+    if not clinical:
+        return None
+    classes = [str(c) for c in evaluation.get("data", {}).get("classes", [])]
+    positive = int(clinical.get("positive_label", evaluation.get("positive_label", 1)))
+    rest = [c for i, c in enumerate(classes) if i != positive]
+    negative = rest[0] if len(rest) == 1 else "other"
+    return f"{clinical.get('positive_class', positive)} → {negative}"
+
+
+def _requirement(part: dict[str, Any]) -> dict[str, Any]:
+    """One requirement of a gate as the report shows it: decision, statistic, numbers, policy."""
+    statistic = str(part.get("statistic") or "robust accuracy")
+    details = part.get("details") or {}
+    interval = part.get("interval") or [None, None]
+    return {
+        "passed": bool(part.get("passed")),
+        "statistic": statistic,
+        "measured": part.get("measured"),
+        "required": part.get("required"),
+        "rel": "≤" if statistic.startswith("flip rate") else "≥",
+        "interval": interval,
+        "confidence": part.get("confidence"),
+        "policy": str(part.get("policy") or ""),
+        "difference": "baseline_robust_acc" in details,
+        # a sequential decision: how many of the available samples it needed
+        "used": details.get("used"),
+        "available": details.get("available"),
+        "sequential": details.get("sequential"),
+    }
+
+
+def _gates(document: dict[str, Any]) -> dict[str, Any]:
+    """Per row: the clinical numbers, the baseline comparison and every requirement with the policy
+    that decided it (results recorded before these existed show "–")."""
+    entries = []
+    for row, detail in zip(document["rows"], document["details"], strict=True):
+        ev, vd = detail["evaluation"], detail["verdict"]
+        parts = [_requirement(p) for p in (vd.get("parts") or [vd])]
+        used = row.get("samples_used", ev.get("n"))
+        available = row.get("samples_available", ev.get("data", {}).get("available", used))
+        # a stopped evaluation whose verdict does not say so itself: "samples used" on the row
+        stopped = used is not None and available is not None and available > used
+        shown = any(p["used"] is not None for p in parts)
+        entries.append(
+            {
+                "row": row,
+                "label": res.soundness_of(detail)["label"],
+                "sound": bool(row.get("sound", True)),
+                "requirements": parts,
+                "flip_label": _flip_label(ev),
+                "used": used if stopped and not shown else None,
+                "available": available,
+            }
+        )
+    labels = {e["flip_label"] for e in entries if e["flip_label"]}
+    return {
+        "entries": entries,
+        "flip_label": next(iter(labels)) if len(labels) == 1 else None,
+    }
+
+
+def _newly_broken(document: dict[str, Any]) -> dict[str, Any]:
+    """The results compared with a baseline, and for those with newly broken samples: the counts,
+    the first newly broken sample ids and the kept examples among them."""
+    compared = []
+    entries = []
+    for row, detail in zip(document["rows"], document["details"], strict=True):
+        part = res.baseline_part(detail["verdict"])
+        if part is None:
+            continue
+        compared.append(row)
+        d = part["details"]
+        if not d.get("newly_broken"):
+            continue
+        ev = detail["evaluation"]
+        listed = [str(i) for i in d.get("newly_broken_ids") or []]
+        entries.append(
+            {
+                "row": row,
+                "passed": bool(part.get("passed")),
+                "policy": str(part.get("policy") or ""),
+                "interval": part.get("interval") or [None, None],
+                "details": d,
+                "ids": listed,
+                "more": int(d["newly_broken"]) - len(listed),
+                "classes": ev["data"]["classes"],
+                "examples": newly_broken_examples(ev, d)[:GALLERY_NEWLY_BROKEN],
+            }
+        )
+    return {"compared": compared, "entries": entries}
+
+
+def newly_broken_examples(evaluation: dict[str, Any], details: dict[str, Any]) -> list[dict[str, Any]]:
+    """The kept examples (``evaluation.examples``) that are newly broken samples, each with its
+    ``sample_id``.
+
+    An example is newly broken when its sample's identity is among the listed
+    ``newly_broken_ids``. The list holds only the first few; when it is cut short, the examples a
+    gate kept with a baseline put the newly broken samples first, so a leading run of attacked and
+    flipped examples counts as newly broken too — once one of them was found in the list (without
+    such evidence the kept examples may be ordinary flips, which are not shown).
+    """
+    ids = _sample_ids(evaluation)
+    listed = {str(i) for i in details.get("newly_broken_ids") or []}
+    complete = len(listed) >= int(details.get("newly_broken") or 0)
+    examples = [
+        {**e, "sample_id": ids[e["index"]] if 0 <= e["index"] < len(ids) else str(e["index"])}
+        for e in evaluation.get("examples", [])
+    ]
+    certain = [e["sample_id"] in listed for e in examples]
+    if complete or not any(certain):
+        return [e for e, hit in zip(examples, certain, strict=True) if hit]
+    out = []
+    for e, hit in zip(examples, certain, strict=True):
+        if not hit and e["adv_pred"] == e["label"]:
+            break  # the newly broken samples come first; a sample the attack missed ends them
+        out.append(e)
+    return out
+
+
 def render_report(document: dict[str, Any]) -> str:
     """The page for ``document`` (see :func:`pytest_robust.report.results.build_document`)."""
     from pytest_robust.report.reference import CITATION
@@ -163,6 +297,8 @@ def render_report(document: dict[str, Any]) -> str:
         "tests": tests,
         "rows": document["rows"],
         "soundness": _soundness(document),
+        "gates": _gates(document),
+        "baseline": _newly_broken(document),
         "check_names": res.CHECK_NAMES,
         # sections from plugins (pytest_robust_report_sections): plain strings, escaped like the rest
         "sections": document.get("sections", []),

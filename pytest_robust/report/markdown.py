@@ -64,7 +64,8 @@ def table(document: dict[str, Any]) -> str:
         ref = t["reference"] or {}
         attacks = t["attacks"]
         cells = [
-            _cell(_mark(_pct(t["clean_acc"]), t.get("clean_sound", True)), ref, "clean_acc", _pct),
+            _cell(_mark(_pct(t["clean_acc"]), t.get("clean_sound", True)), ref, "clean_acc", _pct)
+            + _clean_clinical(t),
             _cell(_num(t["clean_f1"]), ref, "clean_f1", _num),
             _cell(_num(t["clean_auc"]), ref, "clean_auc", _num),
         ]
@@ -75,9 +76,10 @@ def table(document: dict[str, Any]) -> str:
                 value = f"{_pct(attacks[a]['acc'])} [{_pct(lo)}, {_pct(hi)}]"
                 value = _mark(value, attacks[a].get("sound", True))
             if a in ref and ref[a] is None:  # the study has no such number
-                cells.append(f"{value} ({NO_STUDY_VALUE})")
+                value = f"{value} ({NO_STUDY_VALUE})"
             else:
-                cells.append(_cell(value, ref, a, _pct))
+                value = _cell(value, ref, a, _pct)
+            cells.append(value + (_attack_clinical(attacks[a]) if a in attacks else ""))
         lines.append("| " + " | ".join([t["model"], *cells]) + " |")
     eps = rows[0]["eps"]
     note = (
@@ -91,6 +93,15 @@ def table(document: dict[str, Any]) -> str:
         )
         + ".\n"
     )
+    if any(t.get("clean_sensitivity") is not None for t in rows):
+        positives = sorted({_plain(str(t["positive_class"])) for t in rows if t.get("positive_class")})
+        note += (
+            "\nsens / spec: sensitivity and specificity in % (positive class: "
+            + (", ".join(positives) or "label 1")
+            + "), clean beside the clean accuracy, robust (a positive counts only when called positive "
+            "both clean and attacked) beside an attack's accuracy; flipped: positives caught on the clean "
+            "input and called negative under the attack.\n"
+        )
     unsound = [
         f"- **{res.verdict_label(passed=bool(r['gate_passed']), sound=False)}**: {r['model']}, "
         f"{r['attack']} {r.get('eps_label') or r['eps']}: failed checks "
@@ -104,6 +115,21 @@ def table(document: dict[str, Any]) -> str:
             + "\n"
         )
     return head + "\n".join(lines) + "\n" + note
+
+
+def _clean_clinical(entry: dict[str, Any]) -> str:
+    """`` · sens 85.0 · spec 90.0`` after the clean accuracy; nothing for results without them."""
+    sens, spec = entry.get("clean_sensitivity"), entry.get("clean_specificity")
+    if sens is None and spec is None:
+        return ""
+    return f" · sens {_pct(sens)} · spec {_pct(spec)}"
+
+
+def _attack_clinical(cell: dict[str, Any]) -> str:
+    """`` · sens 42.0 · 12 flipped`` after an attack's accuracy; nothing for results without them."""
+    if cell.get("robust_sensitivity") is None:
+        return ""
+    return f" · sens {_pct(cell['robust_sensitivity'])} · {cell.get('flipped_to_negative')} flipped"
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
