@@ -262,7 +262,10 @@ def assert_robust(
     with the same arguments (the plugin passes a memoising one). ``attack`` may be a list of
     attacks: the pointwise worst case, run cheapest first (:class:`~pytest_robust.attacks.Ensemble`).
 
-    Requirements, each decided by ``policy`` (default :class:`PointEstimate`) and all reported:
+    Requirements, each decided by ``policy`` and all reported. The default policy is
+    :class:`LowerConfidenceBound` (the exact 95% lower bound must clear the requirement: a PASS is
+    evidence, not a lucky sample); :class:`PointEstimate` is the study's practice, kept for
+    reproductions; :class:`Sequential` stops early once an anytime-valid confidence sequence decides.
     ``min_acc`` (robust accuracy), ``min_sensitivity`` / ``min_specificity`` (robust accuracy on the
     ``positive`` class / on the others; ``positive`` is a label or a class name, default 1:
     malignant on ISIC), ``max_flip_rate`` (share of the correctly caught positives an attack turns
@@ -300,7 +303,7 @@ def assert_robust(
         raise RobustConfigError(
             f"baseline_policy must have a compare(comparison) method, got {baseline_policy!r}"
         )
-    threshold = policy or PointEstimate()
+    threshold = policy or LowerConfidenceBound()
     stop_rule = getattr(threshold, "stop_rule", None)
     from pytest_robust.soundness import SoundnessConfig, check_mode
 

@@ -610,6 +610,24 @@ def _verdict_label(verdict: dict[str, Any], expected_failure: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
+def _summary_extras(result: dict[str, Any]) -> str:
+    """Robust sensitivity, samples used by a sequential policy, the comparison with the baseline."""
+    ev, vd = result["evaluation"], result["verdict"]
+    out = ""
+    clinical = ev.get("clinical") or {}
+    if clinical.get("robust_sensitivity") is not None:
+        out += f"  sens {clinical['robust_sensitivity']:.3f}"
+    available = ev["data"].get("available")
+    if available is not None:
+        out += f" (used {ev['n']} of {available})"
+    for part in vd.get("parts", ()):
+        d = part.get("details", {})
+        if "baseline_robust_acc" in d:
+            out += (f"  vs baseline {part['measured']:+.3f} ({d['newly_broken']} newly broken, "
+                    f"{d['newly_robust']} newly robust) {'PASS' if part['passed'] else 'FAIL'}")
+    return out
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     from pytest_robust.threat import format_eps
 
@@ -626,7 +644,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"{_verdict_label(vd, r['expected_failure'])} {nodeid}: {ev['attack']['name']} "
             f"{ev['threat']['norm']} eps={format_eps(ev['threat']['eps'])}  "
             f"clean {ev['clean_acc']:.3f}  robust {ev['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]  "
-            f"required {r['min_acc']:.3f}  n={ev['n']}"
+            f"required {r['min_acc']:.3f}  n={ev['n']}{_summary_extras(r)}"
         )
         for check in ev.get("checks", ()):
             if check.get("status") == "fail":

@@ -15,7 +15,7 @@ from pytest_robust.clinical import clinical, resolve_positive
 from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.errors import RobustConfigError, RobustDataError
 from pytest_robust.gate import RobustnessFailure, RobustResult, assert_robust
-from pytest_robust.policies import NonInferiority, Verdict
+from pytest_robust.policies import NonInferiority, PointEstimate, Verdict
 from pytest_robust.training import seeded
 from tests.conftest import fit, make_blobs, tiny_net
 
@@ -24,6 +24,7 @@ PGD5 = PGD(steps=5)
 
 def _gate(model: nn.Module, data: ImageDataset, **kw: object) -> RobustResult:
     kw.setdefault("min_acc", 0.0)
+    kw.setdefault("policy", PointEstimate())  # decide at the measured value (default: the lower bound)
     kw.setdefault("eps", 4 / 255)
     return assert_robust(model, kw.pop("attack", PGD5), data=data, device="cpu", **kw)  # type: ignore[arg-type]
 
@@ -283,3 +284,14 @@ def test_sequential_with_a_baseline_is_a_clear_error(trained_tiny: nn.Module, bl
     base = Baseline.from_result(_gate(trained_tiny, blobs, n=64).evaluation, test="t")
     with pytest.raises(RobustConfigError, match="pairs every sample"):
         _gate(trained_tiny, blobs, n=64, baseline=base, policy=Sequential())
+
+
+def test_the_default_policy_is_the_lower_confidence_bound(
+    trained_tiny: nn.Module, blobs: ImageDataset
+) -> None:
+    measured = _gate(trained_tiny, blobs, eps=16 / 255)
+    acc = measured.robust_acc
+    assert _gate(trained_tiny, blobs, eps=16 / 255, min_acc=acc).passed  # point estimate: passes
+    with pytest.raises(RobustnessFailure, match="lower bound") as info:
+        assert_robust(trained_tiny, PGD5, eps=16 / 255, min_acc=acc, data=blobs, device="cpu")
+    assert info.value.result.verdict.policy == "lower-confidence-bound(0.95)"

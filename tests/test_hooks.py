@@ -289,7 +289,8 @@ POLICY_CONFTEST = BASE + textwrap.dedent(
 POLICY_TESTS = f"""
 from pytest_robust import PointEstimate
 
-EXPECTED = {{"point-estimate": "point-estimate", "lower-bound": "lower-confidence-bound(0.95)"}}
+EXPECTED = {{"point-estimate": "point-estimate", "lower-bound": "lower-confidence-bound(0.95)",
+            "sequential": "sequential(confidence=0.95)"}}
 
 def test_default_policy(assert_robust, model, robust_config):
     result = assert_robust(model, "none", eps=0, min_acc=0.0, n=16, {CHECKS_OFF})
@@ -305,8 +306,9 @@ def test_policy_from_a_plugin_decides_the_gate(pytester: pytest.Pytester) -> Non
     pytester.makeconftest(POLICY_CONFTEST)
     pytester.makepyfile(POLICY_TESTS)
     args = ("--robust-profile=smoke", "--robust-device=cpu", "-p", "no:randomly")
-    pytester.runpytest(*args).assert_outcomes(passed=2)  # default: point-estimate
-    pytester.runpytest(*args, "--robust-policy=lower-bound").assert_outcomes(passed=2)
+    pytester.runpytest(*args).assert_outcomes(passed=2)  # default: lower-bound
+    pytester.runpytest(*args, "--robust-policy=point-estimate").assert_outcomes(passed=2)
+    pytester.runpytest(*args, "--robust-policy=sequential").assert_outcomes(passed=2)
 
     result = pytester.runpytest(*args, "--robust-policy=always-fail")
     result.assert_outcomes(passed=1, failed=1)  # the test that passes policy= explicitly still passes
