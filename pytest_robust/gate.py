@@ -430,7 +430,7 @@ def _clinical_parts(policy: Policy, evaluation: EvalResult, required: dict[str, 
         what = name if side == "positive" else f"not {name}"
         _need(index, f"{key} needs {side} samples ({what})", evaluation)
         v = policy.decide(evaluation.restrict(index), value)
-        reason = f"{statistic} on {len(index)} {side} samples: {v.reason}"
+        reason = f"on {len(index)} {side} samples, {v.reason.replace('robust accuracy', statistic)}"
         parts.append(replace(v, statistic=statistic, reason=reason))
     return parts
 

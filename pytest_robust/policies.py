@@ -173,15 +173,16 @@ class NonInferiority:
 
     Uses the pairing: only the discordant samples (robust in one model, broken in the other) carry
     information about the difference ``delta = acc(candidate) - acc(baseline) = pi01 - pi10``
-    (``pi10``: the rate of newly broken samples, ``pi01``: newly robust). The lower confidence
-    bound of ``delta`` is exact and conservative: the discordant rate gets an exact (Clopper–Pearson)
-    bound and the share of newly robust among the discordant an exact conditional one (McNemar's
-    exact test inverted), each at half the error rate (a union bound), so the probability of passing
-    a candidate whose true difference is below ``-margin`` is at most ``1 - confidence`` (tested by
-    simulation). The burden of proof is on the candidate: too few samples to show non-inferiority is
-    a fail that says so, never a pass. A candidate that is the same model as the baseline (same
-    weights, structure and outputs) with the same per-sample outcomes passes without statistics:
-    the difference is zero by construction.
+    (``pi10``: the rate of newly broken samples, ``pi01``: newly robust). The test of
+    "the candidate is worse by ``margin`` or more" is exact and unconditional
+    (:mod:`pytest_robust.paired`: a score statistic on the discordant counts, its p-value maximised
+    over every discordant rate the null allows), so the probability of passing a candidate whose
+    true difference is ``-margin`` or worse is at most ``1 - confidence`` (tested by simulation).
+    It passes when the test rejects at the margin and the exact lower confidence bound of the
+    difference is above ``-margin``. The burden of proof is on the candidate: too few samples to
+    show non-inferiority is a fail that says so, never a pass. A candidate that is the same model
+    as the baseline (same weights, structure and outputs) with the same per-sample outcomes passes
+    without statistics: the difference is zero by construction.
     """
 
     margin: float = 0.02
@@ -198,27 +199,18 @@ class NonInferiority:
         return f"non-inferiority(margin={self.margin:g}, confidence={self.confidence:g})"
 
     def bounds(self, newly_robust: int, newly_broken: int, n: int) -> tuple[float, float]:
-        """Lower and upper bound of ``delta``, each one-sided at level ``confidence``.
+        """Exact lower and upper bound of ``delta``, each one-sided at level ``confidence``."""
+        from pytest_robust import paired
 
-        Each side is a union bound over two exact bounds at error ``(1 - confidence) / 2``: that of
-        the discordant rate and that of the share of newly robust samples among the discordant.
-        """
-        from scipy import stats as st
+        alpha = 1 - self.confidence
+        return (paired.lower_bound(newly_broken, newly_robust, n, alpha),
+                paired.upper_bound(newly_broken, newly_robust, n, alpha))
 
-        a = (1 - self.confidence) / 2
-        m = newly_robust + newly_broken
-        if n <= 0:
-            return (-1.0, 1.0)
-        # exact bounds of the discordant rate m / n
-        pd_hi = float(st.beta.ppf(1 - a, m + 1, n - m)) if m < n else 1.0
-        pd_lo = float(st.beta.ppf(a, m, n - m + 1)) if m > 0 else 0.0
-        # exact conditional bounds of q = P(newly robust | discordant)
-        q_lo = float(st.beta.ppf(a, newly_robust, newly_broken + 1)) if newly_robust > 0 else 0.0
-        q_hi = float(st.beta.ppf(1 - a, newly_robust + 1, newly_broken)) if newly_broken > 0 else 1.0
-        d_lo, d_hi = 2 * q_lo - 1, 2 * q_hi - 1
-        lower = pd_hi * d_lo if d_lo < 0 else pd_lo * d_lo
-        upper = pd_lo * d_hi if d_hi < 0 else pd_hi * d_hi
-        return (lower, upper)
+    def p_value(self, newly_robust: int, newly_broken: int, n: int) -> float:
+        """Exact p-value of "the candidate is worse by ``margin`` or more"."""
+        from pytest_robust import paired
+
+        return paired.p_value(newly_broken, newly_robust, n, self.margin)
 
     def compare(self, comparison: Comparison) -> Verdict:
         c = comparison
@@ -230,9 +222,13 @@ class NonInferiority:
             why = "the same model as the baseline (weights, structure, outputs), identical outcomes"
         else:
             lower, upper = self.bounds(c.newly_robust, c.newly_broken, c.n)
-            passed = lower >= -self.margin
+            p = self.p_value(c.newly_robust, c.newly_broken, c.n)
+            passed = p <= 1 - self.confidence and lower >= -self.margin
             if passed:
-                why = f"the {level} lower bound of the difference {lower:+.3f} >= -{self.margin:g}"
+                why = (
+                    f"the {level} lower bound of the difference {lower:+.3f} >= -{self.margin:g} "
+                    f"(exact test p={p:.3g})"
+                )
             elif upper < -self.margin:
                 why = (
                     f"a credible regression: even the {level} upper bound of the difference "
@@ -241,8 +237,9 @@ class NonInferiority:
             else:
                 why = (
                     f"not shown to be non-inferior: the {level} lower bound of the difference "
-                    f"{lower:+.3f} < -{self.margin:g} (the data cannot exclude a loss larger than the "
-                    f"margin; more samples or a wider margin decide it)"
+                    f"{lower:+.3f}, exact test p={p:.3g} (needs >= -{self.margin:g} and p <= "
+                    f"{1 - self.confidence:.2g}: the data cannot exclude a loss larger than the margin; "
+                    f"more samples or a wider margin decide it)"
                 )
         head = (
             f"robust accuracy {c.candidate_acc:.3f} vs baseline {c.baseline_acc:.3f} (difference "
