@@ -24,11 +24,14 @@ if os.environ.get("CI"):
 
 @pytest.fixture(autouse=True, scope="session")
 def _torch_warm() -> Iterator[None]:
-    """Import torch's lazily loaded parts once in this process.
+    """Import torch's lazily loaded parts (and pandas, scikit-learn) once in this process.
 
     pytester's in-process runs drop modules first imported inside them; torch cannot re-import
     some of those (operator libraries register once), so load them here, before any inner run.
     """
+    import pandas  # noqa: F401  -- the same for pandas: an inner --robust-report run imports it
+    import sklearn.metrics  # noqa: F401
+
     threads = torch.get_num_threads()
     net = nn.Linear(2, 2)
     opt = torch.optim.Adam(net.parameters())

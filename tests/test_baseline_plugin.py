@@ -29,7 +29,7 @@ ARGS = ("--robust-profile=smoke", "--robust-n=128", "-p", "no:cacheprovider", "-
 def inner(pytester: pytest.Pytester) -> pytest.Pytester:
     assert "ROBUST_TEST_STEPS" in STEPS_CONFTEST
     pytester.makeconftest(STEPS_CONFTEST)
-    pytester.makepyfile(test_gate=TEST.format(attack="pgd", eps="8/255"))
+    pytester.makepyfile(test_bl_gate=TEST.format(attack="pgd", eps="8/255"))
     return pytester
 
 
@@ -46,9 +46,9 @@ def test_lifecycle_create_compare_regress_update(
         ["*BaselineCreated: baseline created: *test_release.json*", "*review and commit it*"]
     )
     files = _files(inner.path / "baselines")
-    assert list(files) == ["test_gate.py/test_release.json"]
-    stored = json.loads(files["test_gate.py/test_release.json"])
-    assert stored["test"] == "test_gate.py::test_release"
+    assert list(files) == ["test_bl_gate.py/test_release.json"]
+    stored = json.loads(files["test_bl_gate.py/test_release.json"])
+    assert stored["test"] == "test_bl_gate.py::test_release"
     assert len(stored["samples"]) == 128
     assert stored["attack"]["name"] == "pgd"
     assert stored["threat"]["eps"] == pytest.approx(8 / 255)
@@ -73,7 +73,7 @@ def test_lifecycle_create_compare_regress_update(
     fourth.assert_outcomes(passed=1)
     fourth.stdout.fnmatch_lines(["*updated: *test_release.json*"])
     updated = _files(inner.path / "baselines")
-    new = json.loads(updated["test_gate.py/test_release.json"])
+    new = json.loads(updated["test_bl_gate.py/test_release.json"])
     assert updated != files
     assert new["summary"]["robust_acc"] < stored["summary"]["robust_acc"]
     inner.runpytest("--robust-baseline=baselines", *ARGS).assert_outcomes(passed=1)
@@ -81,7 +81,7 @@ def test_lifecycle_create_compare_regress_update(
 
 def test_mismatched_attack_or_threat_is_a_clear_error(inner: pytest.Pytester) -> None:
     inner.runpytest("--robust-baseline=b", *ARGS).assert_outcomes(failed=1)
-    inner.makepyfile(test_gate=TEST.format(attack="fgsm", eps="8/255"))
+    inner.makepyfile(test_bl_gate=TEST.format(attack="fgsm", eps="8/255"))
     other_attack = inner.runpytest("--robust-baseline=b", *ARGS)
     other_attack.assert_outcomes(failed=1)
     other_attack.stdout.fnmatch_lines([
@@ -89,7 +89,7 @@ def test_mismatched_attack_or_threat_is_a_clear_error(inner: pytest.Pytester) ->
         "*attack: baseline*",
         "*regenerate it with --robust-baseline-update*",
     ])
-    inner.makepyfile(test_gate=TEST.format(attack="pgd", eps="4/255"))
+    inner.makepyfile(test_bl_gate=TEST.format(attack="pgd", eps="4/255"))
     other_threat = inner.runpytest("--robust-baseline=b", *ARGS)
     other_threat.assert_outcomes(failed=1)
     other_threat.stdout.fnmatch_lines(["*threat model: baseline*"])
@@ -99,7 +99,7 @@ def test_mismatched_attack_or_threat_is_a_clear_error(inner: pytest.Pytester) ->
 
 
 def test_never_overwrites_a_users_file_and_update_needs_a_folder(inner: pytest.Pytester) -> None:
-    target = inner.path / "b" / "test_gate.py" / "test_release.json"
+    target = inner.path / "b" / "test_bl_gate.py" / "test_release.json"
     target.parent.mkdir(parents=True)
     target.write_text("my notes")
     result = inner.runpytest("--robust-baseline=b", "--robust-baseline-update", *ARGS)
