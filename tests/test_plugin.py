@@ -146,7 +146,8 @@ def test_passing_and_failing_gates(inner: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "test_passing_and_failing_gates.py:8: assert_robust(model, pgd, eps=32/255, min_acc=0.95)",
-            "E   RobustnessFailure: robustness gate FAILED: 95% lower bound of robust accuracy 0.* < required 0.950*",
+            "E   RobustnessFailure: robustness gate FAILED: 95% lower bound of robust accuracy 0.* < "
+            "required 0.950*",
             "*threat model    Linf eps=32/255*",
             "*attack          PGD-10 (step 0.25*eps, 1 restart(s), random start)*",
             "*clean accuracy  *(*/64)",
