@@ -490,7 +490,8 @@ def assert_robust(
         kwargs["context"] = {**context, **(kwargs.get("context") or {})}
         store = request.config.stash.get(BASELINE_KEY, None)
         with terminal_output(request.config):
-            if store is not None:
+            if store is not None and kwargs.get("baseline") is None:  # an explicit baseline= wins
+                kwargs.pop("baseline", None)
                 run = functools.partial(gate.assert_robust, model, attack, record=record)
                 return store.run(request.node, run, kwargs)
             return gate.assert_robust(model, attack, record=record, **kwargs)
