@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pytest_robust.baseline_store import BaselineStore
     from pytest_robust.data.dataset import ImageDataset
     from pytest_robust.gate import RobustResult
-    from pytest_robust.policies import Policy
+    from pytest_robust.policies import NonInferiority, Policy
 
 CONFIG_KEY = pytest.StashKey["cfg.RobustConfig"]()
 
@@ -49,7 +49,7 @@ RUN_ID_KEY = pytest.StashKey[str]()
 #: the ``--robust-baseline`` store (absent without the option)
 BASELINE_KEY: pytest.StashKey[BaselineStore] = pytest.StashKey()
 #: the gate's default policy, resolved from ``--robust-policy`` by ``pytest_robust_make_policy``
-POLICY_KEY = pytest.StashKey["Policy"]()
+POLICY_KEY = pytest.StashKey["Policy | NonInferiority"]()
 
 # option name, ini name, parser, default (None: the profile's), help
 _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
@@ -77,7 +77,8 @@ _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
     ("--robust-policy", "robust_policy", cfg.parse_policy, cfg.DEFAULT_POLICY,
      "the gate's policy, by name, for assert_robust without policy=: a built-in one (point-estimate: "
      "the measured robust accuracy; lower-bound: its lower confidence bound; sequential: stop as soon "
-     "as an anytime-valid confidence sequence decides) or one a "
+     "as an anytime-valid confidence sequence decides; non-inferiority: with --robust-baseline, the "
+     "comparison with the baseline) or one a "
      "plugin provides (hook pytest_robust_make_policy); an unknown name lists the valid ones "
      f"(default: {cfg.DEFAULT_POLICY})"),
 )
@@ -248,7 +249,7 @@ def _attack_registrar(config: pytest.Config) -> Callable[..., None]:
     return register
 
 
-def builtin_policies() -> dict[str, Callable[[], Policy]]:
+def builtin_policies() -> dict[str, Callable[[], Policy | NonInferiority]]:
     """The built-in ``--robust-policy`` names and their factories: add a built-in policy here."""
     from pytest_robust import policies
 
@@ -256,24 +257,37 @@ def builtin_policies() -> dict[str, Callable[[], Policy]]:
         "point-estimate": policies.PointEstimate,
         "lower-bound": policies.LowerConfidenceBound,
         "sequential": policies.Sequential,
+        "non-inferiority": policies.NonInferiority,
     }
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_robust_make_policy(name: str, config: pytest.Config) -> Policy | None:
+def pytest_robust_make_policy(name: str, config: pytest.Config) -> Policy | NonInferiority | None:
     """pytest-robust's own answer (last, so plugins can answer first): the built-in names."""
     factory = builtin_policies().get(name)
     return factory() if factory is not None else None
 
 
-def resolve_policy(config: pytest.Config, name: str) -> Policy:
-    """The policy called ``name`` from ``pytest_robust_make_policy``; unknown names are usage errors."""
-    policy: Policy | None = config.hook.pytest_robust_make_policy(name=name, config=config)
+def resolve_policy(config: pytest.Config, name: str) -> Policy | NonInferiority:
+    """The policy called ``name`` from ``pytest_robust_make_policy``; unknown names are usage errors.
+
+    A comparison policy (``compare(comparison)``, e.g. ``non-inferiority``) judges every gate against
+    its stored baseline, so it needs ``--robust-baseline``; the gates' own requirements then use the
+    default threshold policy.
+    """
+    policy: Policy | NonInferiority | None = config.hook.pytest_robust_make_policy(name=name, config=config)
     if policy is None:
         raise pytest.UsageError(
             f"--robust-policy {name}: unknown policy; built-in policies: {', '.join(builtin_policies())} "
             "(a plugin or conftest.py can provide others with the pytest_robust_make_policy hook)"
         )
+    if callable(getattr(policy, "compare", None)) and not callable(getattr(policy, "decide", None)):
+        if config.getoption("robust_baseline") is None:
+            raise pytest.UsageError(
+                f"--robust-policy {name} compares every gate with its stored baseline: add "
+                "--robust-baseline=DIR (where the baselines live)"
+            )
+        return policy
     if not callable(getattr(policy, "decide", None)):
         raise pytest.UsageError(
             f"--robust-policy {name}: pytest_robust_make_policy returned {type(policy).__name__}, which "
@@ -485,7 +499,14 @@ def assert_robust(
         kwargs.setdefault("soundness", robust_config.soundness)
         kwargs.setdefault("randomized", robust_config.randomized)
         if kwargs.get("policy") is None:
-            kwargs["policy"] = request.config.stash[POLICY_KEY]
+            default = request.config.stash[POLICY_KEY]
+            if callable(getattr(default, "decide", None)):
+                kwargs["policy"] = default
+            else:  # a comparison policy (--robust-policy non-inferiority): judges the baseline part
+                from pytest_robust.policies import LowerConfidenceBound
+
+                kwargs.setdefault("baseline_policy", default)
+                kwargs["policy"] = LowerConfidenceBound()
         context = {"profile": robust_config.profile.name, "test": request.node.nodeid}
         kwargs["context"] = {**context, **(kwargs.get("context") or {})}
         store = request.config.stash.get(BASELINE_KEY, None)

@@ -128,3 +128,31 @@ def test_xdist_writes_the_same_files_as_one_process(inner: pytest.Pytester) -> N
     serial, parallel = _files(inner.path / "serial"), _files(inner.path / "parallel")
     assert len(serial) == 1 + 2  # the second gates of test_eps are not reached: the first one failed
     assert serial == parallel
+
+
+def test_an_explicit_baseline_argument_wins(inner: pytest.Pytester) -> None:
+    inner.runpytest("--robust-baseline=b", *ARGS).assert_outcomes(failed=1)  # creates b/...
+    stored = inner.path / "b" / "test_bl_gate.py" / "test_release.json"
+    inner.makepyfile(test_bl_gate=textwrap.dedent(
+        f"""
+        def test_release(assert_robust, model, pgd):
+            assert_robust(model, pgd, eps=8/255, min_acc=0.0, baseline={str(stored)!r})
+        """
+    ))
+    result = inner.runpytest("--robust-baseline=other", *ARGS)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*vs baseline +0.000 (0 newly broken, 0 newly robust) PASS*"])
+    assert not (inner.path / "other").exists()
+
+
+def test_non_inferiority_by_name_needs_a_baseline_folder(inner: pytest.Pytester) -> None:
+    usage = inner.runpytest("--robust-policy=non-inferiority", *ARGS)
+    assert usage.ret == pytest.ExitCode.USAGE_ERROR
+    usage.stderr.fnmatch_lines(
+        ["*--robust-policy non-inferiority compares every gate*--robust-baseline=DIR*"]
+    )
+    args = ("--robust-policy=non-inferiority", "--robust-baseline=b", *ARGS)
+    inner.runpytest(*args).assert_outcomes(failed=1)  # baseline created
+    second = inner.runpytest(*args)
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["*vs baseline +0.000*PASS*"])
