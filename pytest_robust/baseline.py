@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,14 +361,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
     Refuses to replace a file that is not a pytest-robust baseline (never overwrite a user's file).
     """
+    from pytest_robust.cache import atomic_write_bytes  # the project's one atomic write (imports torch)
+
     if path.exists() and not is_baseline_file(path):
         raise BaselineError(f"{path} exists and is not a pytest-robust baseline: not overwriting it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -25,6 +25,8 @@ from pytest_robust.policies import (
     Policy,
     Sequential,
     Verdict,
+    compares_with_baseline,
+    relation,
 )
 from pytest_robust.threat import Norm, ThreatModel, format_eps
 
@@ -184,7 +186,7 @@ class RobustResult:
             )
         for part in vd.parts:
             plo, phi = part.interval
-            rel = "<=" if part.statistic.startswith("flip rate") else ">="
+            rel = relation(part.statistic)
             lines.append(
                 f"  requirement     {'PASS' if part.passed else 'FAIL'} {part.statistic}: measured "
                 f"{part.measured:.3f}, {part.confidence:.0%} bounds [{plo:.3f}, {phi:.3f}], required "
@@ -207,7 +209,7 @@ class RobustResult:
             lines.append("  soundness       " + ", ".join(f"{c.name} {c.status}" for c in ev.checks)
                          + f" (policy {vd.soundness})")
         if vd.sound and not vd.passed:
-            vs_baseline = any(not p.passed and "baseline" in p.statistic for p in vd.parts)
+            vs_baseline = any(not p.passed and compares_with_baseline(p.details) for p in vd.parts)
             if vs_baseline:
                 lines.append(
                     "  to fix: look at the newly broken samples (the report's gallery) and what changed "
@@ -413,8 +415,9 @@ def _clinical_parts(policy: Policy, evaluation: EvalResult, required: dict[str, 
         if key == "max_flip_rate":
             caught = [i for i in positives if evaluation.clean_correct[i]]
             _need(caught, f"max_flip_rate needs {name} samples the model catches on clean inputs", evaluation)
-            v = policy.decide(evaluation.restrict(caught), 1 - value)
-            k = len(caught) - evaluation.restrict(caught).n_robust
+            sub = evaluation.restrict(caught)
+            v = policy.decide(sub, 1 - value)
+            k = len(caught) - sub.n_robust
             rate = k / len(caught)
             lo, hi = v.interval
             rel = "<=" if v.passed else ">"

@@ -642,11 +642,13 @@ def _summary_extras(result: dict[str, Any]) -> str:
     available = ev["data"].get("available")
     if available is not None:
         out += f" (used {ev['n']} of {available})"
-    for part in vd.get("parts", ()):
-        d = part.get("details", {})
-        if "baseline_robust_acc" in d:
-            out += (f"  vs baseline {part['measured']:+.3f} ({d['newly_broken']} newly broken, "
-                    f"{d['newly_robust']} newly robust) {'PASS' if part['passed'] else 'FAIL'}")
+    from pytest_robust.report.results import baseline_part
+
+    part = baseline_part(vd)
+    if part is not None:
+        d = part["details"]
+        out += (f"  vs baseline {part['measured']:+.3f} ({d['newly_broken']} newly broken, "
+                f"{d['newly_robust']} newly robust) {'PASS' if part['passed'] else 'FAIL'}")
     return out
 
 

@@ -96,6 +96,17 @@ class Verdict:
         )
 
 
+def relation(statistic: str) -> str:
+    """How a requirement on ``statistic`` compares: a flip rate is an upper limit (``<=``), every
+    other statistic a lower one (``>=``)."""
+    return "<=" if statistic.startswith("flip rate") else ">="
+
+
+def compares_with_baseline(details: dict[str, Any]) -> bool:
+    """Whether a verdict's ``details`` are those of a baseline comparison (``Comparison.summary``)."""
+    return "baseline_robust_acc" in details
+
+
 @runtime_checkable
 class Policy(Protocol):
     """Decides whether an evaluation meets a required robust accuracy."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from pytest_robust.policies import compares_with_baseline, relation
 from pytest_robust.report import figures
 from pytest_robust.report import results as res
 from pytest_robust.threat import format_eps
@@ -167,11 +168,11 @@ def _requirement(part: dict[str, Any]) -> dict[str, Any]:
         "statistic": statistic,
         "measured": part.get("measured"),
         "required": part.get("required"),
-        "rel": "≤" if statistic.startswith("flip rate") else "≥",
+        "rel": "≤" if relation(statistic) == "<=" else "≥",
         "interval": interval,
         "confidence": part.get("confidence"),
         "policy": str(part.get("policy") or ""),
-        "difference": "baseline_robust_acc" in details,
+        "difference": compares_with_baseline(details),
         # a sequential decision: how many of the available samples it needed
         "used": details.get("used"),
         "available": details.get("available"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from pytest_robust import soundness
+from pytest_robust.policies import compares_with_baseline, relation
 from pytest_robust.threat import format_eps
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def clinical_columns(ev: dict[str, Any]) -> dict[str, Any]:
 
 def baseline_part(vd: dict[str, Any]) -> dict[str, Any] | None:
     """The part of a verdict that compared the candidate with its stored baseline, if any."""
-    return next((p for p in vd.get("parts", ()) if "baseline_robust_acc" in p.get("details", {})), None)
+    return next((p for p in vd.get("parts", ()) if compares_with_baseline(p.get("details", {}))), None)
 
 
 def baseline_columns(vd: dict[str, Any]) -> dict[str, Any]:
@@ -222,7 +223,7 @@ def requirements(vd: dict[str, Any]) -> str:
     out = []
     for p in parts:
         statistic = str(p.get("statistic", "robust accuracy"))
-        rel = "<=" if statistic.startswith("flip rate") else ">="
+        rel = relation(statistic)
         measured, required = p.get("measured"), p.get("required")
         known = measured is not None and required is not None
         numbers = f" {measured:.3f} {rel} {required:.3f}" if known else ""
