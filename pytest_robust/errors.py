@@ -34,3 +34,7 @@ class PerturbationError(RobustError, AssertionError):
 
 class AttackUnavailableError(RobustError, ImportError):
     """An attack needs an optional package that is not installed."""
+
+
+class ResultCacheWarning(UserWarning):
+    """A result-cache entry was unreadable, truncated or failed its hash check: it is recomputed."""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pytest_robust.data.dataset import ImageDataset
     from pytest_robust.gate import RobustResult
     from pytest_robust.policies import NonInferiority, Policy
+    from pytest_robust.result_cache import ResultCache
 
 CONFIG_KEY = pytest.StashKey["cfg.RobustConfig"]()
 
@@ -50,6 +51,10 @@ RUN_ID_KEY = pytest.StashKey[str]()
 BASELINE_KEY: pytest.StashKey[BaselineStore] = pytest.StashKey()
 #: the gate's default policy, resolved from ``--robust-policy`` by ``pytest_robust_make_policy``
 POLICY_KEY = pytest.StashKey["Policy | NonInferiority"]()
+#: this process's result-cache counts (``hit``, ``computed``), summed over workers on the controller
+RESULT_COUNTS_KEY = pytest.StashKey[dict[str, int]]()
+#: ``workeroutput`` name under which a pytest-xdist worker hands its result-cache counts back
+_WORKER_COUNTS = "pytest_robust_result_cache"
 
 # option name, ini name, parser, default (None: the profile's), help
 _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
@@ -99,6 +104,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--robust-retrain", dest="robust_retrain", action="store_true", default=False,
         help="retrain cached models instead of loading them",
+    )
+    group.addoption(
+        "--robust-recompute", dest="robust_recompute", action="store_true", default=False,
+        help="do not read the result cache (under --robust-cache-dir): run every evaluation again and "
+        "rewrite its entry",
     )
     group.addoption(
         "--robust-report", dest="robust_report", nargs="?", const=DEFAULT_REPORT_DIR, default=None,
@@ -174,6 +184,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[POLICY_KEY] = resolve_policy(config, config.stash[CONFIG_KEY].policy)
     config.stash[MEMO_KEY] = {}
     config.stash[CHECKS_KEY] = {}
+    config.stash[RESULT_COUNTS_KEY] = {"hit": 0, "computed": 0}
     _configure_baselines(config)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "pytest_robust_run_id" in workerinput:
@@ -314,6 +325,22 @@ class _XdistHooks:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["pytest_robust_run_id"] = node.config.stash[RUN_ID_KEY]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Add a finished worker's result-cache counts to the controller's."""
+        counts = getattr(node, "workeroutput", {}).get(_WORKER_COUNTS) or {}
+        total = node.config.stash[RESULT_COUNTS_KEY]
+        for name in total:
+            total[name] += int(counts.get(name, 0))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker hands its result-cache counts to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and RESULT_COUNTS_KEY in session.config.stash:
+        counts: dict[str, int] = session.config.stash[RESULT_COUNTS_KEY]
+        workeroutput[_WORKER_COUNTS] = dict(counts)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -484,11 +511,16 @@ def assert_robust(
         request.node.user_properties.append((PROPERTY, json.dumps(result.to_json())))
 
     memo = request.config.stash[MEMO_KEY]
+    from pytest_robust.result_cache import ResultCache
+
+    result_cache = ResultCache(request.config.stash[CONFIG_KEY].resolved_cache_dir())
+    recompute = bool(request.config.getoption("robust_recompute"))
 
     def bound(model: nn.Module, attack: Attack | str, **kwargs: Any) -> RobustResult:
         __tracebackhide__ = True
         kwargs.setdefault("evaluator", functools.partial(
-            memoised_evaluate, memo, check_cache=request.config.stash[CHECKS_KEY]))
+            memoised_evaluate, memo, check_cache=request.config.stash[CHECKS_KEY],
+            result_cache=result_cache, recompute=recompute, counts=request.config.stash[RESULT_COUNTS_KEY]))
         if kwargs.get("data") is None:
             kwargs["data"] = request.getfixturevalue("robust_data")
         if kwargs.get("n") is None:
@@ -521,8 +553,9 @@ def assert_robust(
 
 
 def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset, attack: Attack | str,
-                      threat: Any, **kwargs: Any) -> Any:
-    """:func:`~pytest_robust.evaluate.evaluate`, reusing an earlier identical evaluation of this process.
+                      threat: Any, *, result_cache: ResultCache | None = None, recompute: bool = False,
+                      counts: dict[str, int] | None = None, **kwargs: Any) -> Any:
+    """:func:`~pytest_robust.evaluate.evaluate`, reusing an earlier identical evaluation.
 
     Identical means the same model - the same object (its ``id``, pinned by keeping a reference),
     weights, module structure and outputs on a probe batch, so two wrappers that share weights
@@ -530,15 +563,25 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     device, seed, batch size, number of examples and soundness configuration. Evaluation is
     deterministic for those, so reuse changes no number; it saves the findings tests from
     re-attacking models that the per-model tests already attacked.
+
+    First this process's ``memo``; then, with ``result_cache``, the content-addressed store on disk
+    (:mod:`pytest_robust.result_cache`: the same key without the object's ``id`` and with the device
+    type instead of the device, plus the library versions), shared across runs and pytest-xdist
+    workers; ``recompute`` skips reading it. ``counts`` (``hit``, ``computed``) counts the disk
+    cache's answers. An evaluation with a stop rule that has no ``key`` is never stored on disk.
     """
+    from dataclasses import replace
+
     from pytest_robust.attacks import coerce_attack
-    from pytest_robust.evaluate import evaluate
+    from pytest_robust.evaluate import evaluate, library_versions
     from pytest_robust.models import (
         behaviour_fingerprint,
         model_device,
         model_fingerprint,
+        resolve_device,
         structure_fingerprint,
     )
+    from pytest_robust.result_cache import result_key
 
     kwargs.setdefault("check_cache", None)
     attack_ = coerce_attack(attack)
@@ -549,17 +592,49 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
         behaviour = behaviour_fingerprint(model, probe.to(model_device(model)))
     except Exception:  # a model that fails here fails in evaluate with a proper message
         return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
+    structure = structure_fingerprint(model)
+    stop = kwargs.get("stop")
+    stop_key = getattr(stop, "key", None)
     key = json.dumps(
-        [id(model), weights, structure_fingerprint(model), behaviour, data.fingerprint(), attack_.config(),
+        [id(model), weights, structure, behaviour, data.fingerprint(), attack_.config(),
          threat.to_json(), str(kwargs.get("device")), kwargs.get("seed"), kwargs.get("batch_size"),
          kwargs.get("examples", 0), soundness.to_json() if soundness is not None else None,
          data.sample_ids(), kwargs.get("positive_label", 1), list(kwargs.get("focus", ())),
-         getattr(kwargs.get("stop"), "key", None if kwargs.get("stop") is None else id(kwargs.get("stop")))],
+         stop_key if stop is None or stop_key is not None else id(stop)],
         sort_keys=True, default=str,
     )
-    if key not in memo:
-        memo[key] = (model, evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs))
-    return memo[key][1]
+    if key in memo:
+        return memo[key][1]
+
+    def compute() -> Any:
+        return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
+
+    if result_cache is None or (stop is not None and stop_key is None):
+        memo[key] = (model, compute())
+        return memo[key][1]
+    try:
+        device = str(resolve_device(kwargs.get("device", "auto")))
+    except RobustError:  # evaluate reports a bad device properly
+        memo[key] = (model, compute())
+        return memo[key][1]
+    kind = type(attack_)
+    disk_key, material = result_key(
+        model={"weights": weights, "structure": structure, "behaviour": behaviour},
+        data_fingerprint=data.fingerprint(), sample_ids=data.sample_ids(),
+        attack={"config": attack_.config(), "class": f"{kind.__module__}.{kind.__qualname__}"},
+        threat=threat.to_json(), seed=kwargs.get("seed", 0), batch_size=kwargs.get("batch_size", 128),
+        device=device, examples=kwargs.get("examples", 0),
+        soundness=soundness.to_json() if soundness is not None else None,
+        positive_label=kwargs.get("positive_label", 1), focus=list(kwargs.get("focus", ())), stop=stop_key,
+        versions=library_versions(),
+    )
+    result, hit = result_cache.get_or_compute(disk_key, material, compute, recompute=recompute)
+    if hit:  # the same numbers; the device is the one asked for (the key holds only its type)
+        result = replace(result, device=device)
+    if counts is not None:
+        counts["hit" if hit else "computed"] += 1
+    memo[key] = (model, result)
+    return result
 
 
 @pytest.fixture
@@ -652,11 +727,26 @@ def _summary_extras(result: dict[str, Any]) -> str:
     return out
 
 
+def _cache_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line: how many evaluations the result cache answered, how many were computed, and where."""
+    counts = config.stash.get(RESULT_COUNTS_KEY, None)
+    if not counts or not (counts["hit"] or counts["computed"]):
+        return
+    from pytest_robust.result_cache import RESULTS
+
+    where = config.stash[CONFIG_KEY].resolved_cache_dir() / RESULTS
+    recompute = " (--robust-recompute: not read)" if config.getoption("robust_recompute") else ""
+    terminalreporter.write_line(
+        f"result cache: {counts['hit']} hit, {counts['computed']} computed{recompute}, {where}"
+    )
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     from pytest_robust.threat import format_eps
 
     rows = _robust_rows(terminalreporter)
     if not rows:
+        _cache_summary(terminalreporter, config)
         return
     tr = terminalreporter
     tr.write_sep("=", "robustness summary")
@@ -675,3 +765,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 tr.write_line(f"    unsound: {check['name']}: {check['summary']}")
     if synthetic:
         tr.write_line("note: data is the embedded SYNTHETIC set; pass --robust-data for real images")
+    _cache_summary(tr, config)
