@@ -181,13 +181,12 @@ def test_memoised_evaluate_uses_the_disk_cache_across_processes_and_never_across
                               "result_cache": cache, "counts": counts}
     first = memoised_evaluate({}, trained_tiny, blobs, FGSM(), THREAT, **kwargs)
     wrapped = memoised_evaluate({}, Scaled(trained_tiny), blobs, FGSM(), THREAT, **kwargs)
-    assert counts == {"hit": 0, "computed": 2}  # same weights, other behaviour: another key
+    assert counts == {"hit": 0, "computed": 2}  # the same weights inside another model: another key
     assert len(list((tmp_path / "results").rglob("*.json"))) == 2
     again = memoised_evaluate({}, trained_tiny, blobs, FGSM(), THREAT, **kwargs)
     assert counts == {"hit": 1, "computed": 2}  # a fresh memo (another process) reads the disk
     assert again == first
     assert again is not first
-    assert wrapped.model["fingerprint"] == first.model["fingerprint"]  # the same weights
     assert wrapped.model["class"] == "Scaled"
     memoised_evaluate({}, trained_tiny, blobs, FGSM(), THREAT, recompute=True, **kwargs)
     assert counts == {"hit": 1, "computed": 3}
