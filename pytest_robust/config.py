@@ -110,6 +110,15 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("pytest-robust"))
 
 
+def default_result_cache_dir(cache_dir: Path) -> Path:
+    """Where evaluation results are cached: ``$PYTEST_ROBUST_RESULT_CACHE_DIR`` or ``<cache_dir>/results``.
+
+    Its own variable so a test harness can isolate results while sharing trained checkpoints.
+    """
+    env = os.environ.get("PYTEST_ROBUST_RESULT_CACHE_DIR")
+    return Path(env).expanduser() if env else cache_dir / "results"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RobustConfig:
     """Everything a robustness test needs to know about the run, resolved once."""
@@ -137,6 +146,9 @@ class RobustConfig:
 
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else default_cache_dir()
+
+    def resolved_result_cache_dir(self) -> Path:
+        return default_result_cache_dir(self.resolved_cache_dir())
 
     def with_overrides(self, **kwargs: Any) -> RobustConfig:
         """A copy with marker overrides applied (``n``, ``seed``, ``profile``, ``device``,

@@ -513,7 +513,7 @@ def assert_robust(
     memo = request.config.stash[MEMO_KEY]
     from pytest_robust.result_cache import ResultCache
 
-    result_cache = ResultCache(request.config.stash[CONFIG_KEY].resolved_cache_dir())
+    result_cache = ResultCache(request.config.stash[CONFIG_KEY].resolved_result_cache_dir())
     recompute = bool(request.config.getoption("robust_recompute"))
 
     def bound(model: nn.Module, attack: Attack | str, **kwargs: Any) -> RobustResult:
@@ -732,9 +732,7 @@ def _cache_summary(terminalreporter: Any, config: pytest.Config) -> None:
     counts = config.stash.get(RESULT_COUNTS_KEY, None)
     if not counts or not (counts["hit"] or counts["computed"]):
         return
-    from pytest_robust.result_cache import RESULTS
-
-    where = config.stash[CONFIG_KEY].resolved_cache_dir() / RESULTS
+    where = config.stash[CONFIG_KEY].resolved_result_cache_dir()
     recompute = " (--robust-recompute: not read)" if config.getoption("robust_recompute") else ""
     terminalreporter.write_line(
         f"result cache: {counts['hit']} hit, {counts['computed']} computed{recompute}, {where}"

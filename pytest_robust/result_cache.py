@@ -1,6 +1,7 @@
 """Content-addressed result cache: the hash of everything that determines an evaluation → its result.
 
-Layout: ``<root>/results/<key[:2]>/<key>.json`` holding ``{"schema", "key", "key_material",
+Layout: ``<folder>/<key[:2]>/<key>.json`` (the folder: ``$PYTEST_ROBUST_RESULT_CACHE_DIR`` or
+``<cache dir>/results``, see :func:`~pytest_robust.config.default_result_cache_dir`) holding ``{"schema", "key", "key_material",
 "result_sha256", "result"}``: ``key`` is the SHA-256 of ``key_material``, the canonical JSON of the
 model's identity (weights, structure and behaviour fingerprints: two wrappers of one set of weights
 never share a result), the data (fingerprint and sample ids), the attack (its configuration and
@@ -29,7 +30,6 @@ from pytest_robust.evaluate import EvalResult
 
 #: bump when the key material or the payload changes meaning: old entries are then never looked up
 SCHEMA = 1
-RESULTS = "results"
 
 
 def device_type(device: str) -> str:
@@ -82,11 +82,11 @@ def result_key(
 class ResultCache:
     """A folder of evaluation results addressed by :func:`result_key`."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
 
     def path(self, key: str) -> Path:
-        return self.root / RESULTS / key[:2] / f"{key}.json"
+        return self.folder / key[:2] / f"{key}.json"
 
     def _damaged(self, path: Path, why: str) -> None:
         warnings.warn(ResultCacheWarning(f"result cache entry {path}: {why}; recomputing it"), stacklevel=3)

@@ -41,6 +41,16 @@ def _torch_warm() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _own_result_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and the pytester runs inside it) caches evaluation results in a folder of its own.
+
+    The result cache is on by default; shared, one test's inner run would answer another's
+    evaluations from disk. Trained checkpoints stay shared (``PYTEST_ROBUST_CACHE_DIR``).
+    """
+    monkeypatch.setenv("PYTEST_ROBUST_RESULT_CACHE_DIR", str(tmp_path_factory.mktemp("results")))
+
+
 def make_blobs(n: int, *, size: int = 8, seed: int = 0, classes: int = 2) -> ImageDataset:
     """Class k: a bright square at one of ``classes`` positions on a noisy background."""
     g = torch.Generator().manual_seed(seed)

@@ -81,7 +81,7 @@ def test_round_trip_equals(tmp_path: Path, result: EvalResult) -> None:
     key, material = result_key(**KEY_ARGS)
     assert cache.get(key) is None
     path = cache.put(key, material, result)
-    assert path == tmp_path / "results" / key[:2] / f"{key}.json"
+    assert path == tmp_path / key[:2] / f"{key}.json"
     payload = json.loads(path.read_text(encoding="utf-8"))
     assert (payload["schema"], payload["key"], payload["key_material"]) == (SCHEMA, key, material)
     assert cache.get(key) == result
@@ -182,7 +182,7 @@ def test_memoised_evaluate_uses_the_disk_cache_across_processes_and_never_across
     first = memoised_evaluate({}, trained_tiny, blobs, FGSM(), THREAT, **kwargs)
     wrapped = memoised_evaluate({}, Scaled(trained_tiny), blobs, FGSM(), THREAT, **kwargs)
     assert counts == {"hit": 0, "computed": 2}  # the same weights inside another model: another key
-    assert len(list((tmp_path / "results").rglob("*.json"))) == 2
+    assert len(list(tmp_path.rglob("*.json"))) == 2
     again = memoised_evaluate({}, trained_tiny, blobs, FGSM(), THREAT, **kwargs)
     assert counts == {"hit": 1, "computed": 2}  # a fresh memo (another process) reads the disk
     assert again == first
@@ -199,7 +199,7 @@ def test_a_stop_rule_without_a_key_is_not_cached(tmp_path: Path, trained_tiny: n
     memoised_evaluate({}, trained_tiny, blobs, FGSM(), THREAT, result_cache=cache, counts=counts,
                       device="cpu", soundness=OFF, stop=lambda outcomes: False)
     assert counts == {"hit": 0, "computed": 0}
-    assert not (tmp_path / "results").exists()
+    assert not list(tmp_path.rglob("*.json"))
 
 
 # --- through the plugin (pytester) -----------------------------------------------------------------
@@ -296,7 +296,8 @@ def report(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.delenv("PYTEST_ROBUST_RESULT_CACHE_DIR")  # the default place: <cache dir>/results
     pytester.makeconftest(CONFTEST.format(calls=str(pytester.path / "calls.txt")))
     pytester.makepyfile(test_gates=TESTS)
     return pytester
@@ -339,3 +340,13 @@ def test_xdist_workers_share_the_cache(suite: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3)
     assert calls(suite) == 0
     result.stdout.fnmatch_lines(["result cache: 3 hit, 0 computed, *"])
+
+
+def test_the_result_folder_follows_its_variable_else_the_cache_dir(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_robust.config import default_result_cache_dir
+
+    monkeypatch.delenv("PYTEST_ROBUST_RESULT_CACHE_DIR")
+    assert default_result_cache_dir(tmp_path) == tmp_path / "results"
+    monkeypatch.setenv("PYTEST_ROBUST_RESULT_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert default_result_cache_dir(tmp_path) == tmp_path / "elsewhere"
