@@ -69,6 +69,23 @@ class CachedModel:
     meta: dict[str, Any]
     hit: bool
 
+    def record(self) -> dict[str, Any]:
+        """What a report's manifest says of this checkpoint (plain JSON): its spec key, the SHA-256
+        of its weights, the training profile, training time and the training data's fingerprint."""
+        spec = self.meta.get("spec", {})
+        train = self.meta.get("train", {})
+        profile = spec.get("profile")
+        return {
+            "key": self.key,
+            "arch": spec.get("arch"),
+            "recipe": spec.get("recipe"),
+            "seed": spec.get("seed"),
+            "weights_sha256": self.meta.get("weights_sha256"),
+            "training_profile": profile.get("name") if isinstance(profile, dict) else profile,
+            "train_seconds": train.get("seconds"),
+            "trained_on": (spec.get("data") or {}).get("fingerprint"),
+        }
+
 
 class CheckpointCache:
     """A folder of trained checkpoints addressed by spec hash."""

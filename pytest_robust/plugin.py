@@ -51,6 +51,9 @@ RUN_ID_KEY = pytest.StashKey[str]()
 BASELINE_KEY: pytest.StashKey[BaselineStore] = pytest.StashKey()
 #: the gate's default policy, resolved from ``--robust-policy`` by ``pytest_robust_make_policy``
 POLICY_KEY = pytest.StashKey["Policy | NonInferiority"]()
+#: checkpoints the plugin's fixtures built: ``id(model)`` → (model, its manifest record); a gate on
+#: one of them records the checkpoint, so ``pytest-robust verify`` and ``export`` can find it
+BUILT_KEY = pytest.StashKey[dict[int, tuple[Any, dict[str, Any]]]]()
 #: this process's result-cache counts (``hit``, ``computed``), summed over workers on the controller
 RESULT_COUNTS_KEY = pytest.StashKey[dict[str, int]]()
 #: ``workeroutput`` name under which a pytest-xdist worker hands its result-cache counts back
@@ -185,6 +188,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[MEMO_KEY] = {}
     config.stash[CHECKS_KEY] = {}
     config.stash[RESULT_COUNTS_KEY] = {"hit": 0, "computed": 0}
+    config.stash[BUILT_KEY] = {}
     _configure_baselines(config)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "pytest_robust_run_id" in workerinput:
@@ -485,6 +489,7 @@ def robust_model_factory(
             except RobustError as exc:
                 raise pytest.UsageError(str(exc)) from None
             built[recipe] = cached.model
+            pytestconfig.stash[BUILT_KEY][id(cached.model)] = (cached.model, cached.record())
         return built[recipe]
 
     return factory
@@ -539,7 +544,10 @@ def assert_robust(
 
                 kwargs.setdefault("baseline_policy", default)
                 kwargs["policy"] = LowerConfidenceBound()
-        context = {"profile": robust_config.profile.name, "test": request.node.nodeid}
+        context: dict[str, Any] = {"profile": robust_config.profile.name, "test": request.node.nodeid}
+        built = request.config.stash[BUILT_KEY].get(id(model))
+        if built is not None and built[0] is model:
+            context["checkpoint"] = built[1]
         kwargs["context"] = {**context, **(kwargs.get("context") or {})}
         store = request.config.stash.get(BASELINE_KEY, None)
         with terminal_output(request.config):

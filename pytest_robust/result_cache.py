@@ -1,17 +1,18 @@
 """Content-addressed result cache: the hash of everything that determines an evaluation → its result.
 
 Layout: ``<folder>/<key[:2]>/<key>.json`` (the folder: ``$PYTEST_ROBUST_RESULT_CACHE_DIR`` or
-``<cache dir>/results``, see :func:`~pytest_robust.config.default_result_cache_dir`) holding ``{"schema", "key", "key_material",
-"result_sha256", "result"}``: ``key`` is the SHA-256 of ``key_material``, the canonical JSON of the
-model's identity (weights, structure and behaviour fingerprints: two wrappers of one set of weights
-never share a result), the data (fingerprint and sample ids), the attack (its configuration and
-class), the threat model, seed, batch size, device type, example count, soundness configuration,
-positive label, focus, the stop rule's key, the library versions and :data:`SCHEMA`. Thread count
-and device index are deliberately not part of it. Writes go through a temporary file and
-``os.replace``; a file lock per key makes concurrent pytest-xdist workers compute an evaluation
-once; a load re-hashes the result and an entry that is unreadable, truncated, of another key or
-schema, or fails its hash is recomputed with a :class:`~pytest_robust.errors.ResultCacheWarning`,
-never trusted. JSON only: nothing is unpickled. No pytest import.
+``<cache dir>/results``, see :func:`~pytest_robust.config.default_result_cache_dir`), holding
+``{"schema", "key", "key_material", "result_sha256", "result"}``: ``key`` is the SHA-256 of
+``key_material``, the canonical JSON of the model's identity (weights, structure and behaviour
+fingerprints: two wrappers of one set of weights never share a result), the data (fingerprint and
+sample ids), the attack (its configuration and class), the threat model, seed, batch size, device
+type, example count, soundness configuration, positive label, focus, the stop rule's key, the
+library versions and :data:`SCHEMA`. Thread count and device index are deliberately not part of it.
+Writes go through a temporary file and ``os.replace``; a file lock per key makes concurrent
+pytest-xdist workers compute an evaluation once; a load re-hashes the result and an entry that is
+unreadable, truncated, of another key or schema, or fails its hash is recomputed with a
+:class:`~pytest_robust.errors.ResultCacheWarning`, never trusted. JSON only: nothing is unpickled.
+No pytest import.
 """
 
 from __future__ import annotations

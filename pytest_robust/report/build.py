@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_robust.evidence import SUMS, evidence_files, sums_text
 from pytest_robust.report import results as res
 from pytest_robust.report.run import dumps, git_info, package_versions, platform_info, torch_info, write_run
 
@@ -45,10 +46,10 @@ def manifest(collector: ReportCollector, details: list[dict[str, Any]]) -> dict[
     checkpoints = _unique(
         [
             {
-                "model": d.get("context", {}).get("model"),
                 "arch": d["context"].get("arch"),
                 "recipe": d["context"].get("recipe"),
                 **d["context"]["checkpoint"],
+                "model": d["context"].get("model") or _checkpoint_label(d["context"]["checkpoint"]),
             }
             for d in details
             if d.get("context", {}).get("checkpoint")
@@ -80,6 +81,11 @@ def manifest(collector: ReportCollector, details: list[dict[str, Any]]) -> dict[
         "attacks": attacks,
         "git": git_info(collector.config.rootpath),
     }
+
+
+def _checkpoint_label(record: dict[str, Any]) -> str | None:
+    """``small_cnn standard`` for a checkpoint a test did not name."""
+    return " ".join(str(record[k]) for k in ("arch", "recipe") if record.get(k)) or None
 
 
 def _integrity(root: Path | None) -> dict[str, Any]:
@@ -124,6 +130,7 @@ def run_section(collector: ReportCollector, exitstatus: int) -> dict[str, Any]:
         "interrupted": collector.interrupted or exitstatus == 2,
         "command": [Path(sys.argv[0]).name, *config.invocation_params.args],
         "invocation_dir": str(config.invocation_params.dir),
+        "folder": str(collector.base / config.stash[RUN_ID_KEY]),
         "xdist_workers": workers,
         "threads": rc.threads,
     }
@@ -141,15 +148,26 @@ def write_report(collector: ReportCollector, *, exitstatus: int) -> Path:
     frame = res.rows_frame(document)
     csv = frame.to_csv(index=False).encode() if len(frame) else b"row\n"
     html = render_report(document)
-    return write_run(
-        collector.base,
-        document["run"]["id"],
-        {
-            "results.json": dumps(document),
-            "results.csv": csv,
-            "report.html": html.encode("utf-8"),
-        },
-    )
+    files = {
+        "results.json": dumps(document),
+        "results.csv": csv,
+        "report.html": html.encode("utf-8"),
+        **evidence_files(document, options=robust_options(collector.config)),
+    }
+    files[SUMS] = sums_text(files)
+    return write_run(collector.base, document["run"]["id"], files)
+
+
+def robust_options(config: pytest.Config) -> dict[str, Any]:
+    """The run's ``--robust-*`` options as pytest resolved them (every option of the plugin has a
+    ``robust_`` destination); a profile by its name, paths as strings."""
+
+    def plain(value: Any) -> Any:
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        return str(getattr(value, "name", value))
+
+    return {k: plain(v) for k, v in sorted(vars(config.option).items()) if k.startswith("robust_")}
 
 
 def report_sections(config: pytest.Config, results: list[dict[str, Any]]) -> list[ReportSection]:
