@@ -138,6 +138,9 @@ class RobustConfig:
     #: name of the gate's default policy (``--robust-policy``), resolved by the
     #: ``pytest_robust_make_policy`` hook: a built-in name or one a plugin provides
     policy: str = DEFAULT_POLICY
+    #: ``--robust-seeds``: the training seeds of a multi-seed study (None: one seed, ``seed``);
+    #: data generation and splits stay at ``seed``
+    seeds: tuple[int, ...] | None = None
 
     @property
     def n_eval(self) -> int | None:
@@ -185,6 +188,7 @@ class RobustConfig:
             "data": str(self.data) if self.data is not None else None,
             "soundness": self.soundness,
             "policy": self.policy,
+            "seeds": list(self.seeds) if self.seeds else None,
         }
 
 
@@ -243,6 +247,20 @@ def parse_seed(text: str) -> int:
     if not 0 <= value < 2**63:
         raise _fail(f"seed must be in [0, 2**63), got {value}")
     return value
+
+
+def parse_seeds(text: str) -> tuple[int, ...] | None:
+    """``0,1,2`` → ``(0, 1, 2)``: the training seeds of a multi-seed study (distinct, at least two)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    seeds = tuple(parse_seed(p) for p in parts)
+    if not seeds:
+        return None
+    if len(set(seeds)) != len(seeds):
+        raise _fail(f"seeds must be distinct, got {text!r}")
+    if len(seeds) < 2:
+        raise _fail(f"a multi-seed run needs at least two seeds (e.g. 0,1,2), got {text!r}; for one "
+                    "seed use --robust-seed")
+    return seeds
 
 
 def parse_n(text: str) -> int | None:

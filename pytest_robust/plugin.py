@@ -68,6 +68,11 @@ _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
      "device for models and attacks: auto (CUDA when present, else CPU), cpu, cuda, cuda:N (default: auto)"),
     ("--robust-seed", "robust_seed", cfg.parse_seed, str(cfg.DEFAULT_SEED),
      f"seed of data generation, attacks and training (default: {cfg.DEFAULT_SEED})"),
+    ("--robust-seeds", "robust_seeds", cfg.parse_seeds, None,
+     "a multi-seed study, e.g. 0,1,2: every test that uses the robust_seed fixture (the benchmark's "
+     "checkpoints) runs once per seed, training and attacking with it; the report's seed study gives "
+     "each cell's mean and interval across seeds and decides the findings on all of them; data and "
+     "splits stay at --robust-seed (default: one seed)"),
     ("--robust-n", "robust_n", cfg.parse_n, None,
      "samples per evaluation, or 'all' (default: the profile's)"),
     ("--robust-data", "robust_data", cfg.parse_data, None,
@@ -173,6 +178,7 @@ def resolve_config(config: pytest.Config) -> cfg.RobustConfig:
         threads=threads,
         soundness=values["robust_soundness"],
         policy=values["robust_policy"],
+        seeds=values["robust_seeds"],
     )
 
 
@@ -359,6 +365,27 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 # --- fixtures ------------------------------------------------------------------------------------
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``--robust-seeds``: a test that uses ``robust_seed`` runs once per seed (session-scoped
+    parameter, so session fixtures built on it - the benchmark's checkpoints - exist once per seed)."""
+    seeds = metafunc.config.stash[CONFIG_KEY].seeds
+    if seeds and "robust_seed" in metafunc.fixturenames:
+        metafunc.parametrize("robust_seed", list(seeds), indirect=True, scope="session",
+                             ids=[f"seed{s}" for s in seeds])
+
+
+@pytest.fixture(scope="session")
+def robust_seed(request: pytest.FixtureRequest) -> int:
+    """The training and attack seed of this test: one of ``--robust-seeds``, else ``--robust-seed``.
+
+    Fixtures that train (the benchmark's checkpoint store) take their seed from here, so a
+    multi-seed run trains each model once per seed; ``assert_robust`` in a test that uses it
+    attacks with it and records it. Data generation and splits keep ``--robust-seed``.
+    """
+    seed = getattr(request, "param", None)
+    return int(seed) if seed is not None else int(request.config.stash[CONFIG_KEY].seed)
+
+
 @pytest.fixture
 def robust_config(request: pytest.FixtureRequest) -> cfg.RobustConfig:
     """The run's configuration, with this test's ``@pytest.mark.robust(...)`` overrides applied."""
@@ -531,6 +558,8 @@ def assert_robust(
         if kwargs.get("n") is None:
             kwargs["n"] = robust_config.n_eval
         kwargs.setdefault("device", str(request.getfixturevalue("robust_device")))
+        if "robust_seed" in request.fixturenames:  # a multi-seed study's seed of this test
+            kwargs.setdefault("seed", request.getfixturevalue("robust_seed"))
         kwargs.setdefault("seed", robust_config.seed)
         kwargs.setdefault("batch_size", robust_config.profile.batch_size)
         kwargs.setdefault("soundness", robust_config.soundness)
@@ -544,7 +573,8 @@ def assert_robust(
 
                 kwargs.setdefault("baseline_policy", default)
                 kwargs["policy"] = LowerConfidenceBound()
-        context: dict[str, Any] = {"profile": robust_config.profile.name, "test": request.node.nodeid}
+        context: dict[str, Any] = {"profile": robust_config.profile.name, "test": request.node.nodeid,
+                                   "seed": kwargs["seed"]}
         built = request.config.stash[BUILT_KEY].get(id(model))
         if built is not None and built[0] is model:
             context["checkpoint"] = built[1]
@@ -655,6 +685,8 @@ def record_finding(request: pytest.FixtureRequest) -> Callable[..., bool]:
 
     def record(name: str, *, claim: str, measured: str, holds: bool, **extra: Any) -> bool:
         payload = {"name": name, "claim": claim, "measured": measured, "holds": bool(holds), **extra}
+        if request.config.stash[CONFIG_KEY].seeds and "robust_seed" in request.fixturenames:
+            payload.setdefault("seed", request.getfixturevalue("robust_seed"))  # the seed study's
         request.node.user_properties.append((FINDING, json.dumps(payload, sort_keys=True, default=str)))
         return bool(holds)
 

@@ -279,7 +279,12 @@ def render_report(document: dict[str, Any]) -> str:
     bad = [t for t in tests if t["outcome"] in ("failed", "error")]
     expected = [t for t in tests if t["outcome"] in ("xfailed", "xpassed")]
     findings = [(t["nodeid"], f) for t in tests for f in t["findings"]]
+    study = document.get("seed_study")
     context = {
+        "study": study,
+        "study_cells": [c for c in res.STUDY_CELLS if study and any(x["cell"] == c for x in study["cells"])],
+        "study_models": list(dict.fromkeys(x["model"] for x in study["cells"])) if study else [],
+        "study_index": {(x["model"], x["cell"]): x for x in study["cells"]} if study else {},
         "doc": document,
         "run": document["run"],
         "summary": document["summary"],

@@ -117,6 +117,40 @@ def table(document: dict[str, Any]) -> str:
     return head + "\n".join(lines) + "\n" + note
 
 
+def seed_table(document: dict[str, Any]) -> str:
+    """The seed study (``--robust-seeds``): per model and cell, mean [95% t interval] and each seed's
+    value; then each finding with the seeds it held at. Empty for a one-seed run."""
+    study = document.get("seed_study")
+    if not study:
+        return ""
+    seeds = study["seeds"]
+    cells = [c for c in res.STUDY_CELLS if any(x["cell"] == c for x in study["cells"])]
+    names = {"clean": "clean acc", **HEADINGS}
+    head = "| model | " + " | ".join(names[c] for c in cells) + " |\n" + "|---" * (len(cells) + 1) + "|\n"
+    lines = []
+    for model in dict.fromkeys(x["model"] for x in study["cells"]):
+        out = []
+        for c in cells:
+            hit = next((x for x in study["cells"] if x["model"] == model and x["cell"] == c), None)
+            if hit is None:
+                out.append("–")
+                continue
+            interval = f" [{_pct(hit['ci'][0])}, {_pct(hit['ci'][1])}]" if hit["ci"] else ""
+            per_seed = " / ".join(_pct(hit["per_seed"][str(s)]) for s in seeds)
+            out.append(f"{_pct(hit['mean'])}{interval} ({per_seed})")
+        lines.append("| " + " | ".join([model, *out]) + " |")
+    seed_list = ", ".join(str(s) for s in seeds)
+    note = (f"\nAccuracy in %: mean over seeds {seed_list} [95% t interval of the mean across seeds] "
+            f"(each seed's value, in that order).\n")
+    if study["findings"]:
+        note += "\n| finding | claim | holds at | holds across seeds |\n|---|---|---|---|\n" + "\n".join(
+            f"| {f['name']} | {f['claim']} | {f['seeds_holding']} of {len(seeds)} seeds | "
+            f"{'yes' if f['holds'] else 'no'} |"
+            for f in study["findings"]
+        ) + "\n"
+    return head + "\n".join(lines) + "\n" + note
+
+
 def _clean_clinical(entry: dict[str, Any]) -> str:
     """`` · sens 85.0 · spec 90.0`` after the clean accuracy; nothing for results without them."""
     sens, spec = entry.get("clean_sensitivity"), entry.get("clean_specificity")
@@ -163,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", type=Path, help="a results.json written by --robust-report")
     args = parser.parse_args(argv)
     document = json.loads(args.results.read_text(encoding="utf-8"))
-    sys.stdout.write(table(document) + sections(document))
+    sys.stdout.write(table(document) + seed_table(document) + sections(document))
     return 0
 
 

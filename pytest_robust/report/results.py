@@ -252,7 +252,7 @@ def build_document(
             ids.append(row["row"])
         tests.append(record.to_json(ids))
     counts = Counter(r.outcome for r in records)
-    return {
+    document: dict[str, Any] = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "run": run,
@@ -269,6 +269,10 @@ def build_document(
         "rows": rows,
         "details": details,
     }
+    study = seed_study(document)
+    if study is not None:
+        document["seed_study"] = study
+    return document
 
 
 #: A spreadsheet evaluates a cell that starts with one of these as a formula (CSV injection).
@@ -332,7 +336,7 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
     """
     from pytest_robust.report.reference import reference_row
 
-    rows = document["rows"]
+    rows = primary_rows(document)
     eps = main_eps(rows)
     table = []
     for model in models_in_order(rows):
@@ -390,6 +394,93 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
         )
         table.append(entry)
     return table
+
+
+def study_seeds(document: dict[str, Any]) -> list[int]:
+    """The seeds of a multi-seed run (``--robust-seeds``), in the order given; [] for one seed."""
+    seeds = ((document.get("manifest") or {}).get("config") or {}).get("seeds")
+    return [int(s) for s in seeds] if seeds else []
+
+
+def primary_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the first seed of a multi-seed run (and every row outside the study); all rows else.
+
+    The per-model table shows one training; :func:`seed_study` gives the spread across seeds.
+    """
+    later = set(study_seeds(document)[1:])
+    return [r for r in document["rows"] if r.get("seed") not in later]
+
+
+#: the cells of the seed study: clean accuracy and accuracy per attack (see :func:`model_table`)
+STUDY_CELLS: Final = ("clean", *TABLE_ATTACKS)
+
+
+def spread(values: list[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Mean, sample standard deviation and the t interval of the mean of ``values`` (one per seed).
+
+    The interval is for the mean over trainings (seeds are the sampling unit); with one value
+    there is no spread: sd and interval are None.
+    """
+    from scipy import stats
+
+    k = len(values)
+    mean = sum(values) / k
+    if k < 2:
+        return {"k": k, "mean": mean, "sd": None, "ci": None, "min": mean, "max": mean}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, k - 1)) * sd / math.sqrt(k)
+    return {"k": k, "mean": mean, "sd": sd, "ci": [max(0.0, mean - half), min(1.0, mean + half)],
+            "min": min(values), "max": max(values)}
+
+
+def seed_study(document: dict[str, Any]) -> dict[str, Any] | None:
+    """Across the seeds of a multi-seed run: every Table V cell and every named finding.
+
+    ``cells``: per model and cell (clean accuracy, each attack, the worst case) the value at each
+    seed, their mean, standard deviation and 95% t interval. ``findings``: per named finding, whether
+    it holds at each seed; it holds across seeds only if it was recorded at every seed and held at
+    each (a claim that depends on the training draw does not hold). None for a one-seed run.
+    """
+    seeds = study_seeds(document)
+    if len(seeds) < 2:
+        return None
+    tables = {}
+    for seed in seeds:
+        rows = [r for r in document["rows"] if r.get("seed") == seed]
+        tables[seed] = {t["model"]: t for t in model_table({**document, "rows": rows,
+                                                             "manifest": {"config": {"seeds": None}}})}
+    models = models_in_order([r for r in document["rows"] if r.get("seed") in seeds])
+    cells = []
+    for model in models:
+        for cell in STUDY_CELLS:
+            per_seed: dict[str, float | None] = {}
+            for seed in seeds:
+                entry = tables[seed].get(model)
+                if entry is None:
+                    value = None
+                elif cell == "clean":
+                    value = entry["clean_acc"]
+                else:
+                    value = (entry["attacks"].get(cell) or {}).get("acc")
+                per_seed[str(seed)] = value
+            values = [v for v in per_seed.values() if v is not None]
+            if not values:
+                continue
+            any_entry = next(tables[s][model] for s in seeds if model in tables[s])
+            cells.append({"model": model, "arch": any_entry["arch"], "recipe": any_entry["recipe"],
+                          "cell": cell, "per_seed": per_seed, **spread(values)})
+    findings: dict[str, dict[str, Any]] = {}
+    for test in document["tests"]:
+        for f in test["findings"]:
+            if f.get("seed") is None:
+                continue
+            entry = findings.setdefault(f["name"], {"name": f["name"], "claim": f["claim"], "per_seed": {}})
+            entry["per_seed"][str(f["seed"])] = {"holds": bool(f["holds"]), "measured": f["measured"]}
+    for entry in findings.values():
+        held = [s for s in seeds if entry["per_seed"].get(str(s), {}).get("holds")]
+        entry["seeds_holding"] = len(held)
+        entry["holds"] = len(held) == len(seeds)
+    return {"seeds": seeds, "cells": cells, "findings": [findings[k] for k in sorted(findings)]}
 
 
 def has_worst_case(table: list[dict[str, Any]]) -> bool:

@@ -1,0 +1,136 @@
+"""``--robust-seeds``: a multi-seed study through the plugin (issue #10 item 4)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from pytest_robust.report.results import spread
+
+CONFTEST = textwrap.dedent(
+    """
+    import pytest, torch
+    from torch import nn
+    from pytest_robust.data.dataset import ImageDataset
+
+    TRAINED = {trained!r}
+
+    def blobs(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.arange(n) % 2
+        x = torch.rand((n, 3, 8, 8), generator=g) * 0.5
+        x[y == 1, :, 2:6, 2:6] += 0.12
+        return ImageDataset(images=x.clamp(0, 1), labels=y, classes=("benign", "malignant"),
+                            name="blobs", synthetic=True)
+
+    @pytest.fixture(scope="session")
+    def robust_data():
+        return blobs(64, 1)
+
+    @pytest.fixture(scope="session")
+    def trained(robust_seed):
+        with open(TRAINED, "a") as fh:
+            fh.write(f"{{robust_seed}}\\n")
+        torch.manual_seed(robust_seed)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(192, 8), nn.ReLU(), nn.Linear(8, 2))
+        data = blobs(128, 2)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05)
+        for i in range(30):
+            loss = nn.functional.cross_entropy(net(data.images), data.labels)
+            opt.zero_grad(); loss.backward(); opt.step()
+        return net.eval()
+    """
+)
+
+TESTS = textwrap.dedent(
+    """
+    def test_gate(assert_robust, trained, fgsm):
+        assert_robust(trained, fgsm, eps=4 / 255, min_acc=0.0, context={"model": "tiny"})
+
+    def test_clean(assert_robust, trained):
+        assert_robust(trained, "none", eps=0.0, min_acc=0.0, context={"model": "tiny"})
+
+    def test_even_seed(record_finding, robust_seed):
+        even = robust_seed % 2 == 0
+        record_finding("even", claim="the seed is even", measured=str(robust_seed), holds=even)
+
+    def test_without_seed(record_finding):
+        pass
+    """
+)
+
+
+@pytest.fixture
+def study(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST.format(trained=str(pytester.path / "trained.txt")))
+    pytester.makepyfile(test_study=TESTS)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        "--robust-profile=smoke",
+        "--robust-device=cpu",
+        "--robust-threads=1",
+        "--robust-soundness=warn",
+        f"--robust-cache-dir={pytester.path / 'cache'}",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        *args,
+    )
+
+
+def test_each_seed_trains_and_attacks_once_and_the_report_spans_them(study: pytest.Pytester) -> None:
+    result = run(study, "--robust-seeds=0,1,2", "--robust-report=R", "-v")
+    result.assert_outcomes(passed=10)
+    result.stdout.fnmatch_lines(["*test_gate?seed0? PASSED*", "*test_gate?seed2? PASSED*"])
+    assert sorted((study.path / "trained.txt").read_text().split()) == ["0", "1", "2"]  # once per seed
+    doc = json.loads((study.path / "R" / "latest" / "results.json").read_text())
+    assert sorted({r["seed"] for r in doc["rows"]}) == [0, 1, 2]
+    assert doc["manifest"]["config"]["seeds"] == [0, 1, 2]
+    seeds = doc["seed_study"]
+    assert seeds["seeds"] == [0, 1, 2]
+    cells = {c["cell"]: c for c in seeds["cells"] if c["model"] == "tiny"}
+    assert set(cells) == {"clean", "fgsm"}
+    fgsm = cells["fgsm"]
+    per_seed = [
+        r["robust_acc"] for s in (0, 1, 2) for r in doc["rows"] if r["seed"] == s and r["attack"] == "fgsm"
+    ]
+    assert [fgsm["per_seed"][s] for s in ("0", "1", "2")] == per_seed
+    assert fgsm["mean"] == pytest.approx(sum(per_seed) / 3)
+    assert fgsm["ci"][0] <= fgsm["mean"] <= fgsm["ci"][1]
+    [finding] = seeds["findings"]
+    assert (finding["name"], finding["seeds_holding"], finding["holds"]) == ("even", 2, False)
+    html = (study.path / "R" / "latest" / "report.html").read_text()
+    assert "Across seeds 0, 1, 2" in html
+    assert "2 of 3 seeds" in html
+
+
+def test_one_seed_is_no_study(study: pytest.Pytester) -> None:
+    run(study, "--robust-report=R").assert_outcomes(passed=4)
+    assert (study.path / "trained.txt").read_text().split() == ["0"]
+    doc = json.loads((study.path / "R" / "latest" / "results.json").read_text())
+    assert "seed_study" not in doc
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("1", "at least two seeds"), ("0,0", "distinct"), ("0,x", "integer")]
+)
+def test_bad_seeds_are_a_usage_error(study: pytest.Pytester, value: str, message: str) -> None:
+    result = run(study, f"--robust-seeds={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_the_interval_is_a_t_interval_across_seeds() -> None:
+    out = spread([0.5, 0.6, 0.7])
+    assert out["mean"] == pytest.approx(0.6)
+    assert out["sd"] == pytest.approx(0.1)
+    # t(0.975, 2) = 4.303: half-width 4.303 * 0.1 / sqrt(3) = 0.2484
+    assert out["ci"] == pytest.approx([0.6 - 0.24841, 0.6 + 0.24841], abs=1e-4)
+    assert spread([0.4])["ci"] is None
+    assert spread([0.01, 0.02, 0.9])["ci"][0] == 0.0  # clipped to [0, 1]
