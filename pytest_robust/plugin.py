@@ -558,7 +558,7 @@ def assert_robust(
         if kwargs.get("n") is None:
             kwargs["n"] = robust_config.n_eval
         kwargs.setdefault("device", str(request.getfixturevalue("robust_device")))
-        if "robust_seed" in request.fixturenames:  # a multi-seed study's seed of this test
+        if robust_config.seeds and "robust_seed" in request.fixturenames:  # this test's study seed
             kwargs.setdefault("seed", request.getfixturevalue("robust_seed"))
         kwargs.setdefault("seed", robust_config.seed)
         kwargs.setdefault("batch_size", robust_config.profile.batch_size)

@@ -350,7 +350,8 @@ def _link_or_copy(source: Path, dest: Path) -> None:
 
 def rerun_command(command: Sequence[str], *, report: Path, cache: Path, baseline: Path | None) -> list[str]:
     """The recorded pytest command, pointed at scratch folders, with every stored result bypassed."""
-    args = [a for a in command[1:] if a != "--robust-baseline-update"]
+    # never rewrite the user's baselines; never retrain what the recorded checkpoints hold
+    args = [a for a in command[1:] if a not in {"--robust-baseline-update", "--robust-retrain"}]
     extra = [f"--robust-report={report}", f"--robust-cache-dir={cache}", "--robust-recompute"]
     if baseline is not None:
         extra.append(f"--robust-baseline={baseline}")

@@ -142,13 +142,14 @@ def test_an_evaluation_missing_from_the_rerun_is_not_rerun() -> None:
 
 def test_the_rerun_command_bypasses_results_and_never_updates_baselines(tmp_path: Path) -> None:
     cmd = rerun_command(
-        ["pytest", "suites/", "--robust-report", "--robust-baseline-update", "-x"],
+        ["pytest", "suites/", "--robust-report", "--robust-baseline-update", "--robust-retrain", "-x"],
         report=tmp_path / "r",
         cache=tmp_path / "c",
         baseline=tmp_path / "b",
     )
     assert cmd[:3] == [sys.executable, "-m", "pytest"]
     assert "--robust-baseline-update" not in cmd
+    assert "--robust-retrain" not in cmd
     assert cmd[3:] == [
         "suites/",
         "--robust-report",
@@ -338,3 +339,29 @@ def test_verify_reports_a_missing_folder_as_a_usage_error(tmp_path: Path) -> Non
     assert done.returncode == 3
     assert "no results.json there" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_verify_never_writes_the_users_baselines(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gates=TESTS)
+    args = (
+        "--robust-profile=smoke",
+        "--robust-device=cpu",
+        "--robust-threads=1",
+        "--robust-baseline=B",
+        f"--robust-cache-dir={pytester.path / 'cache'}",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+    )
+    pytester.runpytest_subprocess(*args).assert_outcomes(failed=2)  # baselines created
+    pytester.runpytest_subprocess(*args, "--robust-report=R").assert_outcomes(passed=2)
+    files = sorted((pytester.path / "B").rglob("*.json"))
+    assert len(files) == 2
+    files[0].unlink()  # the rerun would create it again: in its own copy only
+    before = {p: p.read_bytes() for p in files[1:]}
+    done = cli("verify", pytester.path / "R" / "latest")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted((pytester.path / "B").rglob("*.json")) == files[1:]
+    assert {p: p.read_bytes() for p in files[1:]} == before
