@@ -86,6 +86,7 @@ class ReportCollector:
             tr.write_line(line)
         tr.write_line(f"report: {self.written / 'report.html'}")
         tr.write_line(f"latest: {self.base / 'latest' / 'report.html'}")
+        tr.write_line(f"verify: pytest-robust verify {self.written}")
 
 
 _RANK = {o: i for i, o in enumerate(("passed", "skipped", "xpassed", "xfailed", "failed", "error"))}
