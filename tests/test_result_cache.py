@@ -117,8 +117,9 @@ def _damage_list(path: Path) -> str:
     return "not a result cache entry"
 
 
-@pytest.mark.parametrize("damage", [_damage_truncate, _damage_result, _damage_hash, _damage_not_json,
-                                    _damage_list])
+@pytest.mark.parametrize(
+    "damage", [_damage_truncate, _damage_result, _damage_hash, _damage_not_json, _damage_list]
+)
 def test_a_damaged_entry_is_recomputed_with_a_warning(
     tmp_path: Path, result: EvalResult, damage: Any
 ) -> None:
@@ -177,8 +178,14 @@ def test_memoised_evaluate_uses_the_disk_cache_across_processes_and_never_across
 ) -> None:
     cache = ResultCache(tmp_path)
     counts = {"hit": 0, "computed": 0}
-    kwargs: dict[str, Any] = {"device": "cpu", "seed": 0, "batch_size": 64, "soundness": OFF,
-                              "result_cache": cache, "counts": counts}
+    kwargs: dict[str, Any] = {
+        "device": "cpu",
+        "seed": 0,
+        "batch_size": 64,
+        "soundness": OFF,
+        "result_cache": cache,
+        "counts": counts,
+    }
     first = memoised_evaluate({}, trained_tiny, blobs, FGSM(), THREAT, **kwargs)
     wrapped = memoised_evaluate({}, Scaled(trained_tiny), blobs, FGSM(), THREAT, **kwargs)
     assert counts == {"hit": 0, "computed": 2}  # the same weights inside another model: another key
@@ -192,12 +199,23 @@ def test_memoised_evaluate_uses_the_disk_cache_across_processes_and_never_across
     assert counts == {"hit": 1, "computed": 3}
 
 
-def test_a_stop_rule_without_a_key_is_not_cached(tmp_path: Path, trained_tiny: nn.Module,
-                                                 blobs: ImageDataset) -> None:
+def test_a_stop_rule_without_a_key_is_not_cached(
+    tmp_path: Path, trained_tiny: nn.Module, blobs: ImageDataset
+) -> None:
     cache = ResultCache(tmp_path)
     counts = {"hit": 0, "computed": 0}
-    memoised_evaluate({}, trained_tiny, blobs, FGSM(), THREAT, result_cache=cache, counts=counts,
-                      device="cpu", soundness=OFF, stop=lambda outcomes: False)
+    memoised_evaluate(
+        {},
+        trained_tiny,
+        blobs,
+        FGSM(),
+        THREAT,
+        result_cache=cache,
+        counts=counts,
+        device="cpu",
+        soundness=OFF,
+        stop=lambda outcomes: False,
+    )
     assert counts == {"hit": 0, "computed": 0}
     assert not list(tmp_path.rglob("*.json"))
 
@@ -276,8 +294,16 @@ def calls(pytester: pytest.Pytester) -> int:
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(
-        "--robust-profile=smoke", "--robust-device=cpu", "--robust-threads=1", "--robust-soundness=warn",
-        f"--robust-cache-dir={pytester.path / 'cache'}", "-p", "no:cacheprovider", "-p", "no:randomly", *args,
+        "--robust-profile=smoke",
+        "--robust-device=cpu",
+        "--robust-threads=1",
+        "--robust-soundness=warn",
+        f"--robust-cache-dir={pytester.path / 'cache'}",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        *args,
     )
 
 
@@ -293,6 +319,12 @@ def stable(doc: Any) -> Any:
 def report(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
     doc = json.loads((pytester.path / name / "latest" / "results.json").read_text(encoding="utf-8"))
     return {"rows": stable(doc["rows"]), "details": stable(doc["details"])}
+
+
+def run_section(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
+    doc = json.loads((pytester.path / name / "latest" / "results.json").read_text(encoding="utf-8"))
+    section: dict[str, Any] = doc["run"]
+    return section
 
 
 @pytest.fixture
@@ -313,6 +345,13 @@ def test_a_second_run_hits_the_cache_and_reports_the_same(suite: pytest.Pytester
     assert calls(suite) == 0  # no attack ran
     second.stdout.fnmatch_lines(["result cache: 3 hit, 0 computed, *"])
     assert report(suite, "second") == report(suite, "first")
+    assert run_section(suite, "first")["result_cache"]["computed"] == 3
+    assert run_section(suite, "second")["result_cache"] == {
+        "hit": 3,
+        "computed": 0,
+        "recompute": False,
+        "folder": str(suite.path / "cache" / "results"),
+    }
 
 
 def test_a_damaged_entry_is_recomputed_and_recompute_bypasses(suite: pytest.Pytester) -> None:
@@ -324,8 +363,12 @@ def test_a_damaged_entry_is_recomputed_and_recompute_bypasses(suite: pytest.Pyte
     result = run(suite, "-W", "always::pytest_robust.errors.ResultCacheWarning")
     result.assert_outcomes(passed=3)
     assert calls(suite) > 0
-    result.stdout.fnmatch_lines(["*ResultCacheWarning: result cache entry *truncated*recomputing it*",
-                                 "result cache: 2 hit, 1 computed, *"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ResultCacheWarning: result cache entry *truncated*recomputing it*",
+            "result cache: 2 hit, 1 computed, *",
+        ]
+    )
     result = run(suite, "--robust-recompute")
     result.assert_outcomes(passed=3)
     assert calls(suite) > 0
@@ -336,14 +379,16 @@ def test_a_damaged_entry_is_recomputed_and_recompute_bypasses(suite: pytest.Pyte
 def test_xdist_workers_share_the_cache(suite: pytest.Pytester) -> None:
     run(suite, "-n", "2").assert_outcomes(passed=3)
     assert calls(suite) > 0
-    result = run(suite, "-n", "2")
+    result = run(suite, "-n", "2", "--robust-report=R")
     result.assert_outcomes(passed=3)
     assert calls(suite) == 0
     result.stdout.fnmatch_lines(["result cache: 3 hit, 0 computed, *"])
+    assert run_section(suite, "R")["result_cache"]["hit"] == 3  # summed over the workers
 
 
-def test_the_result_folder_follows_its_variable_else_the_cache_dir(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_result_folder_follows_its_variable_else_the_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pytest_robust.config import default_result_cache_dir
 
     monkeypatch.delenv("PYTEST_ROBUST_RESULT_CACHE_DIR")

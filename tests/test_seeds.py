@@ -92,6 +92,8 @@ def test_each_seed_trains_and_attacks_once_and_the_report_spans_them(study: pyte
     doc = json.loads((study.path / "R" / "latest" / "results.json").read_text())
     assert sorted({r["seed"] for r in doc["rows"]}) == [0, 1, 2]
     assert doc["manifest"]["config"]["seeds"] == [0, 1, 2]
+    config = json.loads((study.path / "R" / "latest" / "config.json").read_text())
+    assert config["options"]["robust_seeds"] == [0, 1, 2]
     seeds = doc["seed_study"]
     assert seeds["seeds"] == [0, 1, 2]
     cells = {c["cell"]: c for c in seeds["cells"] if c["model"] == "tiny"}

@@ -132,7 +132,21 @@ def run_section(collector: ReportCollector, exitstatus: int) -> dict[str, Any]:
         "invocation_dir": str(config.invocation_params.dir),
         "folder": str(collector.base / config.stash[RUN_ID_KEY]),
         "xdist_workers": workers,
+        "result_cache": _result_cache_counts(config),
         "threads": rc.threads,
+    }
+
+
+def _result_cache_counts(config: pytest.Config) -> dict[str, Any]:
+    """How many evaluations the result cache answered and how many were computed (all processes)."""
+    from pytest_robust.plugin import CONFIG_KEY, RESULT_COUNTS_KEY
+
+    counts = config.stash.get(RESULT_COUNTS_KEY, {"hit": 0, "computed": 0})
+    return {
+        "hit": counts["hit"],
+        "computed": counts["computed"],
+        "recompute": bool(config.getoption("robust_recompute")),
+        "folder": str(config.stash[CONFIG_KEY].resolved_result_cache_dir()),
     }
 
 
@@ -165,6 +179,8 @@ def robust_options(config: pytest.Config) -> dict[str, Any]:
     def plain(value: Any) -> Any:
         if value is None or isinstance(value, (str, int, float, bool)):
             return value
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
         return str(getattr(value, "name", value))
 
     return {k: plain(v) for k, v in sorted(vars(config.option).items()) if k.startswith("robust_")}
