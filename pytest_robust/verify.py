@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_robust.errors import RobustConfigError
-from pytest_robust.evidence import SUMS, SumsCheck, check_sums, recorded_checkpoints, sha256
+from pytest_robust.evidence import CONFIG, SUMS, SumsCheck, check_sums, recorded_checkpoints, sha256
 
 #: name of the verification document written into the output folder
 VERIFICATION = "verification.json"
@@ -500,7 +500,7 @@ def verify(
     checkpoints = locate_checkpoints(recorded_checkpoints(run_dir), roots, cache)
     where = cwd or Path(run["invocation_dir"])
     problems: list[str] = []
-    baseline = _stage_baseline(recorded, where, work)
+    baseline = _stage_baseline(recorded, where, work, run_dir)
     command = rerun_command(run["command"], report=work / "rerun", cache=cache, baseline=baseline)
     exitstatus: int | None = None
     took: float | None = None
@@ -546,10 +546,20 @@ def verify(
     )
 
 
-def _stage_baseline(recorded: Mapping[str, Any], where: Path, work: Path) -> Path | None:
+def _baseline_option(run_dir: Path) -> str | None:
+    """``--robust-baseline`` as the run resolved it (``config.json``: also set through ``addopts``)."""
+    try:
+        options = json.loads((run_dir / CONFIG).read_text(encoding="utf-8")).get("options", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    value = options.get("robust_baseline") if isinstance(options, dict) else None
+    return str(value) if value else None
+
+
+def _stage_baseline(recorded: Mapping[str, Any], where: Path, work: Path, run_dir: Path) -> Path | None:
     """A copy of the run's baseline folder (so the rerun never writes the user's), or None."""
     command = list(recorded["run"]["command"])
-    folder: str | None = None
+    folder: str | None = _baseline_option(run_dir)
     for i, arg in enumerate(command):
         if arg.startswith("--robust-baseline="):
             folder = arg.split("=", 1)[1]

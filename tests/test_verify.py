@@ -343,12 +343,13 @@ def test_verify_reports_a_missing_folder_as_a_usage_error(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_verify_never_writes_the_users_baselines(pytester: pytest.Pytester) -> None:
+    """The baseline folder set in the ini file's addopts (not on the recorded command line)."""
     pytester.makepyfile(test_gates=TESTS)
+    pytester.makeini("[pytest]\naddopts = --robust-baseline=B\n")
     args = (
         "--robust-profile=smoke",
         "--robust-device=cpu",
         "--robust-threads=1",
-        "--robust-baseline=B",
         f"--robust-cache-dir={pytester.path / 'cache'}",
         "-p",
         "no:cacheprovider",
