@@ -212,11 +212,17 @@ def export(run_dir: Path, target: Path, cache_root: Path) -> list[str]:
                 else []
             )
             weights = [p for p in files if p.suffix == ".safetensors"]
-            if not weights or sha256(weights[0].read_bytes()) != digest:
+            # read once: the bytes that were hashed are the bytes packed
+            data = weights[0].read_bytes() if weights else b""
+            if not weights or sha256(data) != digest:
                 absent.append(key)
                 continue
             for path in files:
-                zf.write(path, f"{BUNDLE_CHECKPOINTS}/{key[:2]}/{key}/{path.name}")
+                name = f"{BUNDLE_CHECKPOINTS}/{key[:2]}/{key}/{path.name}"
+                if path == weights[0]:
+                    zf.writestr(zipfile.ZipInfo.from_file(path, name), data, zipfile.ZIP_DEFLATED)
+                else:
+                    zf.write(path, name)
         zf.writestr(
             BUNDLE_MARK,
             _json(

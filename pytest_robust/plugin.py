@@ -630,24 +630,30 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
         behaviour = behaviour_fingerprint(model, probe.to(model_device(model)))
     except Exception:  # a model that fails here fails in evaluate with a proper message
         return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
-    structure = structure_fingerprint(model)
     stop = kwargs.get("stop")
     stop_key = getattr(stop, "key", None)
-    key = json.dumps(
-        [id(model), weights, structure, behaviour, data.fingerprint(), attack_.config(),
-         threat.to_json(), str(kwargs.get("device")), kwargs.get("seed"), kwargs.get("batch_size"),
-         kwargs.get("examples", 0), soundness.to_json() if soundness is not None else None,
-         data.sample_ids(), kwargs.get("positive_label", 1), list(kwargs.get("focus", ())),
-         stop_key if stop is None or stop_key is not None else id(stop)],
-        sort_keys=True, default=str,
-    )
+    kind = type(attack_)
+    # everything that determines the result but the device (the disk keys only its type)
+    parts: dict[str, Any] = {
+        "model": {"weights": weights, "structure": structure_fingerprint(model), "behaviour": behaviour},
+        "data_fingerprint": data.fingerprint(), "sample_ids": data.sample_ids(),
+        "attack": {"config": attack_.config(), "class": f"{kind.__module__}.{kind.__qualname__}"},
+        "threat": threat.to_json(), "seed": kwargs.get("seed", 0),
+        "batch_size": kwargs.get("batch_size", 128), "examples": kwargs.get("examples", 0),
+        "soundness": soundness.to_json() if soundness is not None else None,
+        "positive_label": kwargs.get("positive_label", 1), "focus": list(kwargs.get("focus", ())),
+        "stop": stop_key,
+    }
+    unkeyed_stop = stop is not None and stop_key is None
+    key = json.dumps([id(model), str(kwargs.get("device")), id(stop) if unkeyed_stop else None, parts],
+                     sort_keys=True, default=str)
     if key in memo:
         return memo[key][1]
 
     def compute() -> Any:
         return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
 
-    if result_cache is None or (stop is not None and stop_key is None):
+    if result_cache is None or unkeyed_stop:
         memo[key] = (model, compute())
         return memo[key][1]
     try:
@@ -655,17 +661,7 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     except RobustError:  # evaluate reports a bad device properly
         memo[key] = (model, compute())
         return memo[key][1]
-    kind = type(attack_)
-    disk_key, material = result_key(
-        model={"weights": weights, "structure": structure, "behaviour": behaviour},
-        data_fingerprint=data.fingerprint(), sample_ids=data.sample_ids(),
-        attack={"config": attack_.config(), "class": f"{kind.__module__}.{kind.__qualname__}"},
-        threat=threat.to_json(), seed=kwargs.get("seed", 0), batch_size=kwargs.get("batch_size", 128),
-        device=device, examples=kwargs.get("examples", 0),
-        soundness=soundness.to_json() if soundness is not None else None,
-        positive_label=kwargs.get("positive_label", 1), focus=list(kwargs.get("focus", ())), stop=stop_key,
-        versions=library_versions(),
-    )
+    disk_key, material = result_key(**parts, device=device, versions=library_versions())
     result, hit = result_cache.get_or_compute(disk_key, material, compute, recompute=recompute)
     if hit:  # the same numbers; the device is the one asked for (the key holds only its type)
         result = replace(result, device=device)

@@ -9,20 +9,11 @@ import textwrap
 
 import pytest
 
-# A conftest for the inner runs: a tiny model and data that train in about a second.
-CONFTEST = textwrap.dedent(
-    """
-    import pytest, torch
-    from torch import nn
-    from pytest_robust.data.dataset import ImageDataset
+from tests.inner import PRELUDE
 
-    def blobs(n, seed):
-        g = torch.Generator().manual_seed(seed)
-        y = torch.arange(n) % 2
-        x = torch.rand((n, 3, 8, 8), generator=g) * 0.5
-        x[y == 1, :, 2:6, 2:6] += 0.15
-        return ImageDataset(images=x.clamp(0, 1), labels=y, classes=("benign", "malignant"),
-                            name="blobs", synthetic=True)
+# A conftest for the inner runs: a tiny model and data that train in about a second.
+CONFTEST = PRELUDE + textwrap.dedent(
+    """
 
     @pytest.fixture(scope="session")
     def robust_data():
@@ -30,15 +21,7 @@ CONFTEST = textwrap.dedent(
 
     @pytest.fixture(scope="session")
     def model():
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Flatten(), nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, 2))
-        data = blobs(512, 2)
-        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-        for i in range(200):
-            idx = torch.arange(i * 64, i * 64 + 64) % 512
-            loss = nn.functional.cross_entropy(net(data.images[idx]), data.labels[idx])
-            opt.zero_grad(); loss.backward(); opt.step()
-        return net.eval()
+        return tiny_model()
     """
 )
 

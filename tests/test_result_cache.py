@@ -19,6 +19,7 @@ from pytest_robust.plugin import memoised_evaluate
 from pytest_robust.result_cache import SCHEMA, ResultCache, result_key
 from pytest_robust.soundness import SoundnessConfig
 from pytest_robust.threat import Norm, ThreatModel
+from tests.inner import PRELUDE, run_smoke
 
 THREAT = ThreatModel(norm=Norm.LINF, eps=4 / 255)
 OFF = SoundnessConfig(enabled=False)
@@ -222,12 +223,9 @@ def test_a_stop_rule_without_a_key_is_not_cached(
 
 # --- through the plugin (pytester) -----------------------------------------------------------------
 
-CONFTEST = textwrap.dedent(
+CONFTEST = PRELUDE + textwrap.dedent(
     """
-    import pytest, torch
-    from torch import nn
     from pytest_robust.attacks import FGSM
-    from pytest_robust.data.dataset import ImageDataset
 
     CALLS = {calls!r}
 
@@ -248,29 +246,13 @@ CONFTEST = textwrap.dedent(
     def pytest_robust_register_attacks(register):
         register("counting", lambda **budget: Counting())
 
-    def blobs(n, seed):
-        g = torch.Generator().manual_seed(seed)
-        y = torch.arange(n) % 2
-        x = torch.rand((n, 3, 8, 8), generator=g) * 0.5
-        x[y == 1, :, 2:6, 2:6] += 0.15
-        return ImageDataset(images=x.clamp(0, 1), labels=y, classes=("benign", "malignant"),
-                            name="blobs", synthetic=True)
-
     @pytest.fixture(scope="session")
     def robust_data():
         return blobs(64, 1)
 
     @pytest.fixture(scope="session")
     def model():
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Flatten(), nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, 2))
-        data = blobs(256, 2)
-        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-        for i in range(100):
-            idx = torch.arange(i * 64, i * 64 + 64) % 256
-            loss = nn.functional.cross_entropy(net(data.images[idx]), data.labels[idx])
-            opt.zero_grad(); loss.backward(); opt.step()
-        return net.eval()
+        return tiny_model(256, 100)
     """
 )
 
@@ -290,21 +272,6 @@ def calls(pytester: pytest.Pytester) -> int:
     n = len(path.read_text().splitlines()) if path.exists() else 0
     path.unlink(missing_ok=True)
     return n
-
-
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(
-        "--robust-profile=smoke",
-        "--robust-device=cpu",
-        "--robust-threads=1",
-        "--robust-soundness=warn",
-        f"--robust-cache-dir={pytester.path / 'cache'}",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
-        *args,
-    )
 
 
 def stable(doc: Any) -> Any:
@@ -336,11 +303,11 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
 
 
 def test_a_second_run_hits_the_cache_and_reports_the_same(suite: pytest.Pytester) -> None:
-    first = run(suite, "--robust-report=first")
+    first = run_smoke(suite, "--robust-report=first")
     first.assert_outcomes(passed=3)
     assert calls(suite) > 0
     first.stdout.fnmatch_lines([f"result cache: 0 hit, 3 computed, {suite.path / 'cache' / 'results'}"])
-    second = run(suite, "--robust-report=second")
+    second = run_smoke(suite, "--robust-report=second")
     second.assert_outcomes(passed=3)
     assert calls(suite) == 0  # no attack ran
     second.stdout.fnmatch_lines(["result cache: 3 hit, 0 computed, *"])
@@ -355,12 +322,12 @@ def test_a_second_run_hits_the_cache_and_reports_the_same(suite: pytest.Pytester
 
 
 def test_a_damaged_entry_is_recomputed_and_recompute_bypasses(suite: pytest.Pytester) -> None:
-    run(suite).assert_outcomes(passed=3)
+    run_smoke(suite).assert_outcomes(passed=3)
     calls(suite)
     entries = sorted((suite.path / "cache" / "results").rglob("*.json"))
     assert len(entries) == 3
     entries[0].write_bytes(entries[0].read_bytes()[:50])
-    result = run(suite, "-W", "always::pytest_robust.errors.ResultCacheWarning")
+    result = run_smoke(suite, "-W", "always::pytest_robust.errors.ResultCacheWarning")
     result.assert_outcomes(passed=3)
     assert calls(suite) > 0
     result.stdout.fnmatch_lines(
@@ -369,17 +336,17 @@ def test_a_damaged_entry_is_recomputed_and_recompute_bypasses(suite: pytest.Pyte
             "result cache: 2 hit, 1 computed, *",
         ]
     )
-    result = run(suite, "--robust-recompute")
+    result = run_smoke(suite, "--robust-recompute")
     result.assert_outcomes(passed=3)
     assert calls(suite) > 0
     result.stdout.fnmatch_lines(["result cache: 0 hit, 3 computed (--robust-recompute: not read), *"])
-    run(suite).stdout.fnmatch_lines(["result cache: 3 hit, 0 computed, *"])
+    run_smoke(suite).stdout.fnmatch_lines(["result cache: 3 hit, 0 computed, *"])
 
 
 def test_xdist_workers_share_the_cache(suite: pytest.Pytester) -> None:
-    run(suite, "-n", "2").assert_outcomes(passed=3)
+    run_smoke(suite, "-n", "2").assert_outcomes(passed=3)
     assert calls(suite) > 0
-    result = run(suite, "-n", "2", "--robust-report=R")
+    result = run_smoke(suite, "-n", "2", "--robust-report=R")
     result.assert_outcomes(passed=3)
     assert calls(suite) == 0
     result.stdout.fnmatch_lines(["result cache: 3 hit, 0 computed, *"])

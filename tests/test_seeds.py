@@ -7,27 +7,16 @@ import textwrap
 
 import pytest
 
-from pytest_robust.report.results import spread
+from pytest_robust.report.results import seed_study, spread
+from tests.inner import PRELUDE, run_smoke
 
-CONFTEST = textwrap.dedent(
+CONFTEST = PRELUDE + textwrap.dedent(
     """
-    import pytest, torch
-    from torch import nn
-    from pytest_robust.data.dataset import ImageDataset
-
     TRAINED = {trained!r}
-
-    def blobs(n, seed):
-        g = torch.Generator().manual_seed(seed)
-        y = torch.arange(n) % 2
-        x = torch.rand((n, 3, 8, 8), generator=g) * 0.5
-        x[y == 1, :, 2:6, 2:6] += 0.12
-        return ImageDataset(images=x.clamp(0, 1), labels=y, classes=("benign", "malignant"),
-                            name="blobs", synthetic=True)
 
     @pytest.fixture(scope="session")
     def robust_data():
-        return blobs(64, 1)
+        return blobs(64, 1, shift=0.12)
 
     @pytest.fixture(scope="session")
     def trained(robust_seed):
@@ -35,7 +24,7 @@ CONFTEST = textwrap.dedent(
             fh.write(f"{{robust_seed}}\\n")
         torch.manual_seed(robust_seed)
         net = nn.Sequential(nn.Flatten(), nn.Linear(192, 8), nn.ReLU(), nn.Linear(8, 2))
-        data = blobs(128, 2)
+        data = blobs(128, 2, shift=0.12)
         opt = torch.optim.SGD(net.parameters(), lr=0.05)
         for i in range(30):
             loss = nn.functional.cross_entropy(net(data.images), data.labels)
@@ -69,23 +58,8 @@ def study(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(
-        "--robust-profile=smoke",
-        "--robust-device=cpu",
-        "--robust-threads=1",
-        "--robust-soundness=warn",
-        f"--robust-cache-dir={pytester.path / 'cache'}",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
-        *args,
-    )
-
-
 def test_each_seed_trains_and_attacks_once_and_the_report_spans_them(study: pytest.Pytester) -> None:
-    result = run(study, "--robust-seeds=0,1,2", "--robust-report=R", "-v")
+    result = run_smoke(study, "--robust-seeds=0,1,2", "--robust-report=R", "-v")
     result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(["*test_gate?seed0? PASSED*", "*test_gate?seed2? PASSED*"])
     assert sorted((study.path / "trained.txt").read_text().split()) == ["0", "1", "2"]  # once per seed
@@ -113,7 +87,7 @@ def test_each_seed_trains_and_attacks_once_and_the_report_spans_them(study: pyte
 
 
 def test_one_seed_is_no_study(study: pytest.Pytester) -> None:
-    run(study, "--robust-report=R").assert_outcomes(passed=4)
+    run_smoke(study, "--robust-report=R").assert_outcomes(passed=4)
     assert (study.path / "trained.txt").read_text().split() == ["0"]
     doc = json.loads((study.path / "R" / "latest" / "results.json").read_text())
     assert "seed_study" not in doc
@@ -123,7 +97,7 @@ def test_one_seed_is_no_study(study: pytest.Pytester) -> None:
     ("value", "message"), [("1", "at least two seeds"), ("0,0", "distinct"), ("0,x", "integer")]
 )
 def test_bad_seeds_are_a_usage_error(study: pytest.Pytester, value: str, message: str) -> None:
-    result = run(study, f"--robust-seeds={value}")
+    result = run_smoke(study, f"--robust-seeds={value}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{message}*"])
 
@@ -136,3 +110,24 @@ def test_the_interval_is_a_t_interval_across_seeds() -> None:
     assert out["ci"] == pytest.approx([0.6 - 0.24841, 0.6 + 0.24841], abs=1e-4)
     assert spread([0.4])["ci"] is None
     assert spread([0.01, 0.02, 0.9])["ci"][0] == 0.0  # clipped to [0, 1]
+
+
+def test_findings_of_one_name_are_told_apart_by_their_claim() -> None:
+    """The suite records one finding name per architecture: each claim is judged across seeds alone."""
+
+    def finding(arch: str, seed: int, holds: bool) -> dict[str, object]:
+        return {"name": "collapses", "claim": f"{arch} collapses", "measured": "-", "holds": holds,
+                "seed": seed}
+
+    document = {
+        "manifest": {"config": {"seeds": [0, 1]}},
+        "rows": [],
+        "tests": [
+            {"findings": [finding("a", 0, True), finding("b", 0, False)]},
+            {"findings": [finding("a", 1, True), finding("b", 1, True)]},
+        ],
+    }
+    study = seed_study(document)
+    assert study is not None
+    verdicts = {f["claim"]: (f["seeds_holding"], f["holds"]) for f in study["findings"]}
+    assert verdicts == {"a collapses": (2, True), "b collapses": (1, False)}

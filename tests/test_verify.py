@@ -25,6 +25,7 @@ from pytest_robust.verify import (
     compare,
     rerun_command,
 )
+from tests.inner import smoke_args
 
 # --- comparing two documents (pure) -------------------------------------------------------------------
 
@@ -247,17 +248,7 @@ def cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Comp
 def recorded(pytester: pytest.Pytester) -> Path:
     """A recorded run (smoke profile, the quick-start CNN, two FGSM gates) in its own checkpoint cache."""
     pytester.makepyfile(test_gates=TESTS)
-    result = pytester.runpytest_subprocess(
-        "--robust-profile=smoke",
-        "--robust-device=cpu",
-        "--robust-threads=1",
-        "--robust-report=R",
-        f"--robust-cache-dir={pytester.path / 'cache'}",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
-    )
+    result = pytester.runpytest_subprocess(*smoke_args(pytester), "--robust-report=R")
     result.assert_outcomes(passed=2)
     return (pytester.path / "R" / "latest").resolve()
 
@@ -346,16 +337,7 @@ def test_verify_never_writes_the_users_baselines(pytester: pytest.Pytester) -> N
     """The baseline folder set in the ini file's addopts (not on the recorded command line)."""
     pytester.makepyfile(test_gates=TESTS)
     pytester.makeini("[pytest]\naddopts = --robust-baseline=B\n")
-    args = (
-        "--robust-profile=smoke",
-        "--robust-device=cpu",
-        "--robust-threads=1",
-        f"--robust-cache-dir={pytester.path / 'cache'}",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
-    )
+    args = smoke_args(pytester)
     pytester.runpytest_subprocess(*args).assert_outcomes(failed=2)  # baselines created
     pytester.runpytest_subprocess(*args, "--robust-report=R").assert_outcomes(passed=2)
     files = sorted((pytester.path / "B").rglob("*.json"))

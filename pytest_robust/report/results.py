@@ -324,8 +324,11 @@ def models_in_order(rows: list[dict[str, Any]]) -> list[str]:
     return [m for m, _ in sorted(seen.items(), key=lambda kv: kv[1])]
 
 
-def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
+def model_table(document: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The Table V equivalent: one row per model, clean metrics and accuracy per attack at the main eps.
+
+    ``rows`` defaults to the document's :func:`primary_rows` (the first seed of a multi-seed run);
+    :func:`seed_study` passes each seed's rows.
 
     The cells are keyed by :data:`TABLE_ATTACKS`: the attacks and the worst case over them (a
     ``worst-case`` row); ``reference`` holds the study's values under the same keys, ``None`` for
@@ -336,7 +339,8 @@ def model_table(document: dict[str, Any]) -> list[dict[str, Any]]:
     """
     from pytest_robust.report.reference import reference_row
 
-    rows = primary_rows(document)
+    if rows is None:
+        rows = primary_rows(document)
     eps = main_eps(rows)
     table = []
     for model in models_in_order(rows):
@@ -437,9 +441,10 @@ def seed_study(document: dict[str, Any]) -> dict[str, Any] | None:
     """Across the seeds of a multi-seed run: every Table V cell and every named finding.
 
     ``cells``: per model and cell (clean accuracy, each attack, the worst case) the value at each
-    seed, their mean, standard deviation and 95% t interval. ``findings``: per named finding, whether
-    it holds at each seed; it holds across seeds only if it was recorded at every seed and held at
-    each (a claim that depends on the training draw does not hold). None for a one-seed run.
+    seed, their mean, standard deviation and 95% t interval. ``findings``: per finding (its name and
+    claim: one name may cover one claim per architecture), whether it holds at each seed; it holds
+    across seeds only if it was recorded at every seed and held at each (a claim that depends on the
+    training draw does not hold). None for a one-seed run.
     """
     seeds = study_seeds(document)
     if len(seeds) < 2:
@@ -447,8 +452,7 @@ def seed_study(document: dict[str, Any]) -> dict[str, Any] | None:
     tables = {}
     for seed in seeds:
         rows = [r for r in document["rows"] if r.get("seed") == seed]
-        tables[seed] = {t["model"]: t for t in model_table({**document, "rows": rows,
-                                                             "manifest": {"config": {"seeds": None}}})}
+        tables[seed] = {t["model"]: t for t in model_table(document, rows)}
     models = models_in_order([r for r in document["rows"] if r.get("seed") in seeds])
     cells = []
     for model in models:
@@ -469,12 +473,14 @@ def seed_study(document: dict[str, Any]) -> dict[str, Any] | None:
             any_entry = next(tables[s][model] for s in seeds if model in tables[s])
             cells.append({"model": model, "arch": any_entry["arch"], "recipe": any_entry["recipe"],
                           "cell": cell, "per_seed": per_seed, **spread(values)})
-    findings: dict[str, dict[str, Any]] = {}
+    # a finding is its name and claim: one name may cover several claims (one per architecture)
+    findings: dict[tuple[str, str], dict[str, Any]] = {}
     for test in document["tests"]:
         for f in test["findings"]:
             if f.get("seed") is None:
                 continue
-            entry = findings.setdefault(f["name"], {"name": f["name"], "claim": f["claim"], "per_seed": {}})
+            key = (str(f["name"]), str(f["claim"]))
+            entry = findings.setdefault(key, {"name": f["name"], "claim": f["claim"], "per_seed": {}})
             entry["per_seed"][str(f["seed"])] = {"holds": bool(f["holds"]), "measured": f["measured"]}
     for entry in findings.values():
         held = [s for s in seeds if entry["per_seed"].get(str(s), {}).get("holds")]
