@@ -558,8 +558,10 @@ def assert_robust(
         if kwargs.get("n") is None:
             kwargs["n"] = robust_config.n_eval
         kwargs.setdefault("device", str(request.getfixturevalue("robust_device")))
+        study_seed = None
         if robust_config.seeds and "robust_seed" in request.fixturenames:  # this test's study seed
-            kwargs.setdefault("seed", request.getfixturevalue("robust_seed"))
+            study_seed = request.getfixturevalue("robust_seed")
+            kwargs.setdefault("seed", study_seed)
         kwargs.setdefault("seed", robust_config.seed)
         kwargs.setdefault("batch_size", robust_config.profile.batch_size)
         kwargs.setdefault("soundness", robust_config.soundness)
@@ -575,6 +577,8 @@ def assert_robust(
                 kwargs["policy"] = LowerConfidenceBound()
         context: dict[str, Any] = {"profile": robust_config.profile.name, "test": request.node.nodeid,
                                    "seed": kwargs["seed"]}
+        if study_seed is not None:  # the training draw of a multi-seed study (the attack seed may differ)
+            context["study_seed"] = study_seed
         built = request.config.stash[BUILT_KEY].get(id(model))
         if built is not None and built[0] is model:
             context["checkpoint"] = built[1]

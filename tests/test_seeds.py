@@ -30,6 +30,10 @@ CONFTEST = PRELUDE + textwrap.dedent(
             loss = nn.functional.cross_entropy(net(data.images), data.labels)
             opt.zero_grad(); loss.backward(); opt.step()
         return net.eval()
+
+    @pytest.fixture(scope="session")
+    def fixed():  # outside the study: one training whatever the seeds
+        return tiny_model(128, 20)
     """
 )
 
@@ -47,6 +51,9 @@ TESTS = textwrap.dedent(
 
     def test_without_seed(record_finding):
         pass
+
+    def test_outside(assert_robust, fixed):  # attacked with --robust-seed 0, not study seed 0
+        assert_robust(fixed, "none", eps=0.0, min_acc=0.0, context={"model": "fixed"})
     """
 )
 
@@ -60,22 +67,24 @@ def study(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def test_each_seed_trains_and_attacks_once_and_the_report_spans_them(study: pytest.Pytester) -> None:
     result = run_smoke(study, "--robust-seeds=0,1,2", "--robust-report=R", "-v")
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=11)
     result.stdout.fnmatch_lines(["*test_gate?seed0? PASSED*", "*test_gate?seed2? PASSED*"])
     assert sorted((study.path / "trained.txt").read_text().split()) == ["0", "1", "2"]  # once per seed
     doc = json.loads((study.path / "R" / "latest" / "results.json").read_text())
-    assert sorted({r["seed"] for r in doc["rows"]}) == [0, 1, 2]
+    tiny = [r for r in doc["rows"] if r["model"] == "tiny"]
+    assert sorted({r["study_seed"] for r in tiny}) == [0, 1, 2]
+    assert [r["study_seed"] for r in doc["rows"] if r["model"] == "fixed"] == [None]
     assert doc["manifest"]["config"]["seeds"] == [0, 1, 2]
     config = json.loads((study.path / "R" / "latest" / "config.json").read_text())
     assert config["options"]["robust_seeds"] == [0, 1, 2]
     seeds = doc["seed_study"]
     assert seeds["seeds"] == [0, 1, 2]
+    assert {c["model"] for c in seeds["cells"]} == {"tiny"}  # the fixed model is in no seed's table
     cells = {c["cell"]: c for c in seeds["cells"] if c["model"] == "tiny"}
     assert set(cells) == {"clean", "fgsm"}
     fgsm = cells["fgsm"]
-    per_seed = [
-        r["robust_acc"] for s in (0, 1, 2) for r in doc["rows"] if r["seed"] == s and r["attack"] == "fgsm"
-    ]
+    attacked = [r for r in tiny if r["attack"] == "fgsm"]
+    per_seed = [r["robust_acc"] for s in (0, 1, 2) for r in attacked if r["study_seed"] == s]
     assert [fgsm["per_seed"][s] for s in ("0", "1", "2")] == per_seed
     assert fgsm["mean"] == pytest.approx(sum(per_seed) / 3)
     assert fgsm["ci"][0] <= fgsm["mean"] <= fgsm["ci"][1]
@@ -87,7 +96,7 @@ def test_each_seed_trains_and_attacks_once_and_the_report_spans_them(study: pyte
 
 
 def test_one_seed_is_no_study(study: pytest.Pytester) -> None:
-    run_smoke(study, "--robust-report=R").assert_outcomes(passed=4)
+    run_smoke(study, "--robust-report=R").assert_outcomes(passed=5)
     assert (study.path / "trained.txt").read_text().split() == ["0"]
     doc = json.loads((study.path / "R" / "latest" / "results.json").read_text())
     assert "seed_study" not in doc

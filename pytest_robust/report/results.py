@@ -180,6 +180,7 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
         "model_fingerprint": ev["model"]["fingerprint"],
         "checkpoint_sha256": (ctx.get("checkpoint") or {}).get("weights_sha256"),
         "seed": ev["seed"],
+        "study_seed": ctx.get("study_seed"),
         "device": ev["device"],
         "timings": dict(ev["timings"]),
     }
@@ -412,7 +413,7 @@ def primary_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     The per-model table shows one training; :func:`seed_study` gives the spread across seeds.
     """
     later = set(study_seeds(document)[1:])
-    return [r for r in document["rows"] if r.get("seed") not in later]
+    return [r for r in document["rows"] if r.get("study_seed") not in later]
 
 
 #: the cells of the seed study: clean accuracy and accuracy per attack (see :func:`model_table`)
@@ -451,9 +452,9 @@ def seed_study(document: dict[str, Any]) -> dict[str, Any] | None:
         return None
     tables = {}
     for seed in seeds:
-        rows = [r for r in document["rows"] if r.get("seed") == seed]
+        rows = [r for r in document["rows"] if r.get("study_seed") == seed]
         tables[seed] = {t["model"]: t for t in model_table(document, rows)}
-    models = models_in_order([r for r in document["rows"] if r.get("seed") in seeds])
+    models = models_in_order([r for r in document["rows"] if r.get("study_seed") in seeds])
     cells = []
     for model in models:
         for cell in STUDY_CELLS:
