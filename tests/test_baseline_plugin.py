@@ -12,7 +12,8 @@ from tests.test_plugin import CONFTEST
 
 # The inner conftest's model, trained for ROBUST_TEST_STEPS steps (fewer: a weaker candidate).
 STEPS_CONFTEST = CONFTEST.replace(
-    "for i in range(200):", "for i in range(int(__import__('os').environ.get('ROBUST_TEST_STEPS', '200'))):"
+    "return tiny_model()",
+    "return tiny_model(steps=int(__import__('os').environ.get('ROBUST_TEST_STEPS', '200')))",
 )
 
 TEST = textwrap.dedent(
