@@ -1,10 +1,10 @@
 """Development sessions. Dependencies come from pyproject.toml's extras, nowhere else.
 
-    nox -s tests       # the project's tests
-    nox -s suites      # the acceptance suites with the HTML report, on the synthetic default
-    nox -s lint        # ruff
-    nox -s typecheck   # mypy --strict
-    nox -s bench       # benchmarks (pytest-benchmark), numbers go to BENCHMARKS.md
+nox -s tests       # the project's tests
+nox -s suites      # the acceptance suites with the HTML report, on the synthetic default
+nox -s lint        # ruff
+nox -s typecheck   # mypy --strict
+nox -s bench       # benchmarks (pytest-benchmark), numbers go to BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     session.install("ruff")
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session(python=PYTHON)
@@ -60,6 +61,11 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: attack and training throughput (see BENCHMARKS.md)."""
     session.install("-e", ".[test]")
     session.run(
-        "pytest", "benchmarks/", "--benchmark-only", "--benchmark-columns=min,mean,max,rounds",
-        "-p", "no:cacheprovider", *session.posargs,
+        "pytest",
+        "benchmarks/",
+        "--benchmark-only",
+        "--benchmark-columns=min,mean,max,rounds",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
     )

@@ -31,8 +31,18 @@ EPS = 4 / 255
 
 def gate(model: torch.nn.Module, data, n: int, min_acc: float, policy) -> RobustResult:  # type: ignore[no-untyped-def]
     try:
-        return assert_robust(model, PGD(steps=20), eps=EPS, min_acc=min_acc, data=data, n=n, device="cpu",
-                             policy=policy, checks=SoundnessConfig(enabled=False), batch_size=128)
+        return assert_robust(
+            model,
+            PGD(steps=20),
+            eps=EPS,
+            min_acc=min_acc,
+            data=data,
+            n=n,
+            device="cpu",
+            policy=policy,
+            checks=SoundnessConfig(enabled=False),
+            batch_size=128,
+        )
     except RobustnessFailure as exc:
         return exc.result
 
@@ -49,27 +59,50 @@ def main() -> None:
     t0 = time.perf_counter()
     for arch in REFERENCE_ARCHITECTURES:
         for recipe in ("standard", "pgd-at"):
-            model = build_checkpoint(arch, recipe, "ci", train, seed=0, cache_dir=rc.resolved_cache_dir(),
-                                     device=torch.device("cpu")).model
+            model = build_checkpoint(
+                arch,
+                recipe,
+                "ci",
+                train,
+                seed=0,
+                cache_dir=rc.resolved_cache_dir(),
+                device=torch.device("cpu"),
+            ).model
             for n in args.n:
                 fixed = gate(model, test, n, 0.0, PointEstimate())
                 for min_acc in args.min_acc:
                     point = PointEstimate().decide(fixed.evaluation, min_acc)
                     lcb = LowerConfidenceBound().decide(fixed.evaluation, min_acc)
                     seq = gate(model, test, n, min_acc, Sequential())
-                    rows.append((f"{arch} {recipe}", fixed.n, min_acc, fixed.robust_acc, point.passed,
-                                 lcb.passed, seq.verdict.details["sequential"], seq.n))
+                    rows.append(
+                        (
+                            f"{arch} {recipe}",
+                            fixed.n,
+                            min_acc,
+                            fixed.robust_acc,
+                            point.passed,
+                            lcb.passed,
+                            seq.verdict.details["sequential"],
+                            seq.n,
+                        )
+                    )
     print(f"data: {args.data}; PGD-20 at 4/255; {time.perf_counter() - t0:.0f} s\n")
-    print("| model | N | required | robust acc (all N) | point estimate | lower bound | sequential | "
-          "samples used |")
+    print(
+        "| model | N | required | robust acc (all N) | point estimate | lower bound | sequential | "
+        "samples used |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for model, n, req, acc, point, lcb, seq, used in rows:
-        print(f"| {model} | {n} | {req:.2f} | {acc:.3f} | {'pass' if point else 'fail'} | "
-              f"{'pass' if lcb else 'fail'} | {seq} | {used} ({used / n:.0%}) |")
+        print(
+            f"| {model} | {n} | {req:.2f} | {acc:.3f} | {'pass' if point else 'fail'} | "
+            f"{'pass' if lcb else 'fail'} | {seq} | {used} ({used / n:.0%}) |"
+        )
     total = sum(r[1] for r in rows)
     used = sum(r[7] for r in rows)
-    print(f"\nsamples: sequential {used} of {total} ({used / total:.0%}); "
-          f"median share {sorted(r[7] / r[1] for r in rows)[len(rows) // 2]:.0%}")
+    print(
+        f"\nsamples: sequential {used} of {total} ({used / total:.0%}); "
+        f"median share {sorted(r[7] / r[1] for r in rows)[len(rows) // 2]:.0%}"
+    )
     wrong = [r for r in rows if r[6] == "pass" and not r[5]]
     print(f"sequential passes that the fixed-n lower bound fails: {len(wrong)}")
 

@@ -60,13 +60,15 @@ def test_train_epoch_1024_images_32px(benchmark: Any, recipe: Recipe) -> None:
 @pytest.mark.parametrize(
     "attack", [PGD(steps=20), AutoAttack(apgd_steps=25, square_queries=100)], ids=["pgd20", "aa-ci"]
 )
-def test_evaluate_256_images_soundness_cost(benchmark: Any, net: torch.nn.Module, attack: Any,
-                                            checks: bool) -> None:
+def test_evaluate_256_images_soundness_cost(
+    benchmark: Any, net: torch.nn.Module, attack: Any, checks: bool
+) -> None:
     """What the soundness checks add to one evaluation (compare checks-on with checks-off)."""
     from pytest_robust.evaluate import evaluate
     from pytest_robust.soundness import SoundnessConfig
 
     data = generate_synthetic(256, size=32, seed=0, split="test")
     config = SoundnessConfig(enabled=checks)
-    benchmark.pedantic(evaluate, args=(net, data, attack, THREAT),
-                       kwargs={"device": "cpu", "soundness": config}, rounds=2)
+    benchmark.pedantic(
+        evaluate, args=(net, data, attack, THREAT), kwargs={"device": "cpu", "soundness": config}, rounds=2
+    )

@@ -191,8 +191,11 @@ def _pretrained_file(arch: str, cfg: Mapping[str, Any]) -> Path:
             return Path(cached)
     url = f"https://{HUB_HOST}/{hub_id}/resolve/main/{filenames[0]}"
     why = (
-        "HF_HUB_OFFLINE is set" if _offline()
-        else None if hub_reachable() else f"{HUB_HOST} is unreachable (no network?)"
+        "HF_HUB_OFFLINE is set"
+        if _offline()
+        else None
+        if hub_reachable()
+        else f"{HUB_HOST} is unreachable (no network?)"
     )
     if why is None:
         for filename in filenames:
@@ -271,9 +274,9 @@ def load_weights(
         state[key if wrapped else f"net.{key}"] = tensor
     own = model.state_dict()
     heads = tuple(f"net.{c}." for c in classifier)
-    skipped = tuple(sorted(
-        k for k, t in state.items() if k.startswith(heads) and k in own and own[k].shape != t.shape
-    ))
+    skipped = tuple(
+        sorted(k for k, t in state.items() if k.startswith(heads) and k in own and own[k].shape != t.shape)
+    )
     for key in skipped:
         del state[key]
     bad_shape = [k for k, t in state.items() if k in own and own[k].shape != t.shape]
@@ -294,9 +297,9 @@ def load_weights(
         log.warning(
             "weights %s: classifier head %s has another number of classes than the model; it was left "
             "out and is freshly initialised: fine-tune the model before evaluating it",
-            file.name, ", ".join(skipped),
+            file.name,
+            ", ".join(skipped),
         )
     return WeightsReport(
         path=str(file), sha256=file_sha256(file), tensors_loaded=len(state), head_skipped=skipped
     )
-

@@ -68,8 +68,12 @@ def training_data(data: ImageDataset, profile: TrainingProfile, *, seed: int) ->
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     idx = order[:n].sort().values
     return ImageDataset(
-        images=data.images[idx], labels=data.labels[idx], classes=data.classes, name=data.name,
-        synthetic=data.synthetic, source={**data.source, "subset": n, "subset_seed": seed},
+        images=data.images[idx],
+        labels=data.labels[idx],
+        classes=data.classes,
+        name=data.name,
+        synthetic=data.synthetic,
+        source={**data.source, "subset": n, "subset_seed": seed},
     )
 
 
@@ -137,8 +141,14 @@ def build_checkpoint(
             shutil.rmtree(resume_dir, ignore_errors=True)
         if spec["init"] is not None:
             base = build_checkpoint(
-                arch, Recipe.STANDARD, profile, train_data, seed=seed, cache_dir=cache_dir,
-                device=device, progress=progress,
+                arch,
+                Recipe.STANDARD,
+                profile,
+                train_data,
+                seed=seed,
+                cache_dir=cache_dir,
+                device=device,
+                progress=progress,
             )
             model.load_state_dict(base.model.state_dict())
         log.info("training %s on %s (%d images) on %s", spec["name"], data.name, len(data), device)
@@ -166,8 +176,9 @@ def build_checkpoint(
 def _clean_accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> tuple[float, float]:
     """Clean accuracy on ``data`` and the fraction of images predicted as the last class."""
     with torch.no_grad():
-        pred = torch.cat([model(data.images[i : i + batch_size]).argmax(dim=1)
-                          for i in range(0, len(data), batch_size)])
+        pred = torch.cat(
+            [model(data.images[i : i + batch_size]).argmax(dim=1) for i in range(0, len(data), batch_size)]
+        )
     return float((pred == data.labels).float().mean()), float((pred == data.num_classes - 1).float().mean())
 
 
@@ -211,33 +222,52 @@ def main(argv: list[str] | None = None) -> int:
     for arch in args.arch or REFERENCE_ARCHITECTURES:
         for recipe in args.recipe or [r.value for r in Recipe]:
             cached = build_checkpoint(
-                arch, recipe, profile, train_set, seed=args.seed, device=args.device, force=args.force,
+                arch,
+                recipe,
+                profile,
+                train_set,
+                seed=args.seed,
+                device=args.device,
+                force=args.force,
                 cache_dir=args.cache_dir or default_cache_dir(),
             )
             info = cached.meta["train"]
             accuracy, malignant = _clean_accuracy(cached.model, test_set)
-            rows.append({
-                "arch": arch, "recipe": recipe, "hit": cached.hit, "key": cached.key,
-                "epoch_seconds": [round(e["seconds"], 1) for e in info["epochs"]],
-                "train_seconds": round(info["wall_seconds"], 1),
-                "final_train_accuracy": info["final_train_accuracy"],
-                "test_accuracy": accuracy, "test_predicted_last_class": malignant,
-            })
+            rows.append(
+                {
+                    "arch": arch,
+                    "recipe": recipe,
+                    "hit": cached.hit,
+                    "key": cached.key,
+                    "epoch_seconds": [round(e["seconds"], 1) for e in info["epochs"]],
+                    "train_seconds": round(info["wall_seconds"], 1),
+                    "final_train_accuracy": info["final_train_accuracy"],
+                    "test_accuracy": accuracy,
+                    "test_predicted_last_class": malignant,
+                }
+            )
             log.info("%s", json.dumps(rows[-1]))
     total = time.perf_counter() - t0
-    out = ["| arch | recipe | s/epoch | train s | train acc | test acc | pred. malignant |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| arch | recipe | s/epoch | train s | train acc | test acc | pred. malignant |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         mean_epoch = sum(r["epoch_seconds"]) / len(r["epoch_seconds"])
-        out.append(f"| {r['arch']} | {r['recipe']} | {mean_epoch:.1f} | {r['train_seconds']:.0f} | "
-                   f"{r['final_train_accuracy']:.3f} | {r['test_accuracy']:.3f} | "
-                   f"{r['test_predicted_last_class']:.2f} |")
-    out.append(f"\ntotal {total:.0f} s for {len(rows)} models (profile {profile.name}, "
-               f"{torch.get_num_threads()} threads)")
+        out.append(
+            f"| {r['arch']} | {r['recipe']} | {mean_epoch:.1f} | {r['train_seconds']:.0f} | "
+            f"{r['final_train_accuracy']:.3f} | {r['test_accuracy']:.3f} | "
+            f"{r['test_predicted_last_class']:.2f} |"
+        )
+    out.append(
+        f"\ntotal {total:.0f} s for {len(rows)} models (profile {profile.name}, "
+        f"{torch.get_num_threads()} threads)"
+    )
     sys.stdout.write("\n".join(out) + "\n")
     if args.json is not None:
-        args.json.write_text(json.dumps({"profile": profile.to_json(), "total_seconds": total, "rows": rows},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps({"profile": profile.to_json(), "total_seconds": total, "rows": rows}, indent=2)
+        )
     return 0
 
 

@@ -58,8 +58,12 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             image_size=32,
             batch_size=64,
             budgets=AttackBudgets(
-                pgd_steps=10, pgd_rel_step_size=0.25, pgd_restarts=1,
-                apgd_steps=10, apgd_restarts=1, square_queries=50,
+                pgd_steps=10,
+                pgd_rel_step_size=0.25,
+                pgd_restarts=1,
+                apgd_steps=10,
+                apgd_restarts=1,
+                square_queries=50,
             ),
         ),
         "ci": Profile(
@@ -69,8 +73,12 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             image_size=32,
             batch_size=128,
             budgets=AttackBudgets(
-                pgd_steps=20, pgd_rel_step_size=0.5, pgd_restarts=1,
-                apgd_steps=25, apgd_restarts=1, square_queries=100,
+                pgd_steps=20,
+                pgd_rel_step_size=0.5,
+                pgd_restarts=1,
+                apgd_steps=25,
+                apgd_restarts=1,
+                square_queries=100,
             ),
         ),
         "paper": Profile(
@@ -83,8 +91,12 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             image_size=224,
             batch_size=32,
             budgets=AttackBudgets(
-                pgd_steps=20, pgd_rel_step_size=0.5, pgd_restarts=1,
-                apgd_steps=100, apgd_restarts=5, square_queries=5000,
+                pgd_steps=20,
+                pgd_rel_step_size=0.5,
+                pgd_restarts=1,
+                apgd_steps=100,
+                apgd_restarts=5,
+                square_queries=5000,
             ),
         ),
     }
@@ -258,8 +270,10 @@ def parse_seeds(text: str) -> tuple[int, ...] | None:
     if len(set(seeds)) != len(seeds):
         raise _fail(f"seeds must be distinct, got {text!r}")
     if len(seeds) < 2:
-        raise _fail(f"a multi-seed run needs at least two seeds (e.g. 0,1,2), got {text!r}; for one "
-                    "seed use --robust-seed")
+        raise _fail(
+            f"a multi-seed run needs at least two seeds (e.g. 0,1,2), got {text!r}; for one "
+            "seed use --robust-seed"
+        )
     return seeds
 
 

@@ -115,8 +115,13 @@ class EvalResult:
     @property
     def clinical(self) -> Clinical:
         """Robust sensitivity and specificity, and positives flipped to negative."""
-        return clinical(self.labels, self.clean_pred, self.adv_pred, positive_label=self.positive_label,
-                        classes=self.data.get("classes", ()))
+        return clinical(
+            self.labels,
+            self.clean_pred,
+            self.adv_pred,
+            positive_label=self.positive_label,
+            classes=self.data.get("classes", ()),
+        )
 
     def ids(self) -> tuple[str, ...]:
         """Every sample's identity (its position when the data recorded none)."""
@@ -124,14 +129,22 @@ class EvalResult:
 
     def restrict(self, index: Sequence[int]) -> EvalResult:
         """The same evaluation on the samples at ``index`` only (e.g. the positives, for sensitivity)."""
+
         def take(values: Sequence[Any]) -> tuple[Any, ...]:
             return tuple(values[i] for i in index) if values else ()
 
         return replace(
-            self, labels=take(self.labels), clean_pred=take(self.clean_pred), adv_pred=take(self.adv_pred),
-            clean_correct=take(self.clean_correct), robust_correct=take(self.robust_correct),
-            clean_scores=take(self.clean_scores), adv_scores=take(self.adv_scores),
-            broken_by=take(self.broken_by), sample_ids=take(self.ids()), examples=(),
+            self,
+            labels=take(self.labels),
+            clean_pred=take(self.clean_pred),
+            adv_pred=take(self.adv_pred),
+            clean_correct=take(self.clean_correct),
+            robust_correct=take(self.robust_correct),
+            clean_scores=take(self.clean_scores),
+            adv_scores=take(self.adv_scores),
+            broken_by=take(self.broken_by),
+            sample_ids=take(self.ids()),
+            examples=(),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -226,9 +239,7 @@ def _check_data(data: ImageDataset) -> None:
         )
     labels = data.labels
     if int(labels.min()) < 0 or int(labels.max()) >= data.num_classes:
-        raise RobustDataError(
-            f"data set {data.name!r} has labels outside 0..{data.num_classes - 1}"
-        )
+        raise RobustDataError(f"data set {data.name!r} has labels outside 0..{data.num_classes - 1}")
 
 
 def _logits(model: nn.Module, x: torch.Tensor, num_classes: int, what: str) -> torch.Tensor:
@@ -298,8 +309,11 @@ def evaluate(
             f"attack 'none' measures clean accuracy: use eps=0, not eps={format_eps(threat.eps)}"
         )
     _check_data(data)
-    if isinstance(positive_label, bool) or not isinstance(positive_label, int) \
-            or not 0 <= positive_label < data.num_classes:
+    if (
+        isinstance(positive_label, bool)
+        or not isinstance(positive_label, int)
+        or not 0 <= positive_label < data.num_classes
+    ):
         raise RobustConfigError(
             f"positive_label must be a label of the data (0..{data.num_classes - 1}), got {positive_label!r}"
         )
@@ -336,8 +350,11 @@ def evaluate(
             torch.manual_seed(seed)
             batches = range(0, n, batch_size)
             bar = tqdm(
-                batches, desc=f"{attack.name} {threat.describe()}", unit="batch",
-                disable=(not progress) if progress is not None else None, leave=False,
+                batches,
+                desc=f"{attack.name} {threat.describe()}",
+                unit="batch",
+                disable=(not progress) if progress is not None else None,
+                leave=False,
             )
             for start in bar:
                 x = data.images[start : start + batch_size].to(target)
@@ -375,9 +392,19 @@ def evaluate(
                     robust[idx] = a_pred[idx] == y_sel
                     if examples:
                         _keep_examples(
-                            flipped, held, examples, start=start, idx=idx, x=x_sel, x_adv=x_adv,
-                            y=y_sel, clean_logits=logits[idx], adv_logits=adv_logits, eps=threat.eps,
-                            focus=focus_set, focused=focused,
+                            flipped,
+                            held,
+                            examples,
+                            start=start,
+                            idx=idx,
+                            x=x_sel,
+                            x_adv=x_adv,
+                            y=y_sel,
+                            clean_logits=logits[idx],
+                            adv_logits=adv_logits,
+                            eps=threat.eps,
+                            focus=focus_set,
+                            focused=focused,
                         )
                 t_attack += time.perf_counter() - t2
                 broken_by += batch_broken
@@ -404,16 +431,35 @@ def evaluate(
             weights = model_sha256 or model_fingerprint(model)
             if cfg.enabled:
                 identity = json.dumps(
-                    [id(model), weights, fingerprints, data.fingerprint(), clean_ok, cfg.to_json(),
-                     threat.norm.value, sorted(gradient_losses(attack.config())), str(target)],
+                    [
+                        id(model),
+                        weights,
+                        fingerprints,
+                        data.fingerprint(),
+                        clean_ok,
+                        cfg.to_json(),
+                        threat.norm.value,
+                        sorted(gradient_losses(attack.config())),
+                        str(target),
+                    ],
                     sort_keys=True,
                 )
                 checks = _soundness_checks(
-                    model, attacked, attack, data, threat, cfg, seed=seed, target=target,
-                    cache=check_cache, identity=identity,
-                    clean_ok=clean_ok, robust_ok=robust_ok,
-                    outcome=AttackOutcome(x_adv=probe, broken_by=tuple(broken_by), flags=tuple(flags),
-                                          parts=parts),
+                    model,
+                    attacked,
+                    attack,
+                    data,
+                    threat,
+                    cfg,
+                    seed=seed,
+                    target=target,
+                    cache=check_cache,
+                    identity=identity,
+                    clean_ok=clean_ok,
+                    robust_ok=robust_ok,
+                    outcome=AttackOutcome(
+                        x_adv=probe, broken_by=tuple(broken_by), flags=tuple(flags), parts=parts
+                    ),
                 )
             t_checks = time.perf_counter() - t3
     finally:
@@ -462,9 +508,19 @@ def evaluate(
 
 
 def _soundness_checks(
-    raw: nn.Module, attacked: nn.Module, attack: Attack, data: ImageDataset, threat: ThreatModel,
-    cfg: SoundnessConfig, *, seed: int, target: torch.device, clean_ok: Sequence[bool],
-    robust_ok: Sequence[bool], outcome: AttackOutcome, cache: MutableMapping[str, Any] | None,
+    raw: nn.Module,
+    attacked: nn.Module,
+    attack: Attack,
+    data: ImageDataset,
+    threat: ThreatModel,
+    cfg: SoundnessConfig,
+    *,
+    seed: int,
+    target: torch.device,
+    clean_ok: Sequence[bool],
+    robust_ok: Sequence[bool],
+    outcome: AttackOutcome,
+    cache: MutableMapping[str, Any] | None,
     identity: str,
 ) -> tuple[Check, ...]:
     """Every per-evaluation check of :mod:`pytest_robust.soundness`, on the clean-correct samples."""
@@ -481,14 +537,25 @@ def _soundness_checks(
             cache[identity] = (raw, tuple(checks))  # the reference pins the model's id
     if no_attack:
         skip = {"gradient", "saturation", "output-form"}
-        return tuple(Check(name=c.name, status=SKIP, summary=f"not relevant without an attack ({c.summary})")
-                     if c.name in skip else c for c in checks)
+        return tuple(
+            Check(name=c.name, status=SKIP, summary=f"not relevant without an attack ({c.summary})")
+            if c.name in skip
+            else c
+            for c in checks
+        )
     few = spread(correct, cfg.unbounded_samples)
-    checks.append(unbounded_check(attacked, attack, data.images[few].to(target), data.labels[few].to(target),
-                                  threat, cfg, seed))
+    checks.append(
+        unbounded_check(
+            attacked, attack, data.images[few].to(target), data.labels[few].to(target), threat, cfg, seed
+        )
+    )
     x_all, y_all = data.images[correct].to(target), data.labels[correct].to(target)
-    sub = AttackOutcome(x_adv=x_all[:0], broken_by=tuple(outcome.broken_by[i] for i in correct),
-                        flags=outcome.flags, parts=outcome.parts)
+    sub = AttackOutcome(
+        x_adv=x_all[:0],
+        broken_by=tuple(outcome.broken_by[i] for i in correct),
+        flags=outcome.flags,
+        parts=outcome.parts,
+    )
     robust = [robust_ok[i] for i in correct]
     checks.append(black_box_check(attacked, attack, sub, x_all, y_all, robust, threat, cfg, seed))
     order = ensemble_order_check(attacked, attack, sub, x_all, y_all, threat, cfg, seed)
@@ -532,13 +599,24 @@ def worst_case(results: Sequence[EvalResult]) -> EvalResult:
                 robust[i] = False
                 adv_pred[i] = r.adv_pred[i]
                 adv_scores[i] = r.adv_scores[i]
-                broken_by[i] = f"{r.attack['name']}:{r.broken_by[i]}" if r.broken_by and r.broken_by[i] \
+                broken_by[i] = (
+                    f"{r.attack['name']}:{r.broken_by[i]}"
+                    if r.broken_by and r.broken_by[i]
                     else str(r.attack["name"])
+                )
     trusted = [r for r in results if r.sound] or list(results)
     checks = tuple(
-        Check(name=c.name, status=c.status, summary=f"[{r.attack['name']}] {c.summary}", measured=c.measured,
-              threshold=c.threshold, why=c.why, fix=c.fix)
-        for r in trusted for c in r.checks
+        Check(
+            name=c.name,
+            status=c.status,
+            summary=f"[{r.attack['name']}] {c.summary}",
+            measured=c.measured,
+            threshold=c.threshold,
+            why=c.why,
+            fix=c.fix,
+        )
+        for r in trusted
+        for c in r.checks
     )
     timings = {k: sum(r.timings.get(k, 0.0) for r in results) for k in first.timings}
     return EvalResult(
@@ -567,10 +645,20 @@ def worst_case(results: Sequence[EvalResult]) -> EvalResult:
 
 
 def _keep_examples(
-    flipped: dict[int, list[Example]], held: dict[int, list[Example]], k: int, *, start: int,
-    idx: torch.Tensor, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
-    clean_logits: torch.Tensor, adv_logits: torch.Tensor, eps: float,
-    focus: frozenset[int] = frozenset(), focused: dict[int, list[Example]] | None = None,
+    flipped: dict[int, list[Example]],
+    held: dict[int, list[Example]],
+    k: int,
+    *,
+    start: int,
+    idx: torch.Tensor,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    clean_logits: torch.Tensor,
+    adv_logits: torch.Tensor,
+    eps: float,
+    focus: frozenset[int] = frozenset(),
+    focused: dict[int, list[Example]] | None = None,
 ) -> None:
     """Add this batch's attacked samples to the per-class candidates (at most ``k`` per class).
 
@@ -585,10 +673,17 @@ def _keep_examples(
         bucket = store.setdefault(label, [])
         if len(bucket) >= k:
             continue
-        bucket.append(make_example(
-            index=start + int(idx[j]), x=x[j], x_adv=x_adv[j], label=label,
-            clean_logits=clean_logits[j], adv_logits=adv_logits[j], eps=eps,
-        ))
+        bucket.append(
+            make_example(
+                index=start + int(idx[j]),
+                x=x[j],
+                x_adv=x_adv[j],
+                label=label,
+                clean_logits=clean_logits[j],
+                adv_logits=adv_logits[j],
+                eps=eps,
+            )
+        )
 
 
 __all__ = ["EvalResult", "evaluate", "format_eps", "worst_case"]

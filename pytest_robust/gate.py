@@ -42,8 +42,16 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 
 __all__ = [
-    "LowerConfidenceBound", "NonInferiority", "PointEstimate", "Policy", "RobustResult", "RobustnessFailure",
-    "Sequential", "UnsoundEvaluation", "Verdict", "assert_robust",
+    "LowerConfidenceBound",
+    "NonInferiority",
+    "PointEstimate",
+    "Policy",
+    "RobustResult",
+    "RobustnessFailure",
+    "Sequential",
+    "UnsoundEvaluation",
+    "Verdict",
+    "assert_robust",
 ]
 
 
@@ -149,8 +157,9 @@ class RobustResult:
         lines = []
         if not vd.sound:
             failed = ev.failed_checks
-            verdict = ("the gate cannot pass" if vd.soundness == "strict"
-                       else "passed only because soundness=warn")
+            verdict = (
+                "the gate cannot pass" if vd.soundness == "strict" else "passed only because soundness=warn"
+            )
             lines += [
                 f"robustness gate UNSOUND: {len(failed)} soundness check(s) failed, so the measured "
                 f"robust accuracy is not evidence ({verdict}; soundness={vd.soundness})",
@@ -201,13 +210,18 @@ class RobustResult:
             if part.details.get("baseline"):
                 lines.append(f"  baseline        {part.details['baseline']}")
         if "used" in vd.details:
-            lines.append(f"  samples used    {vd.details['used']} of {vd.details.get('available', '?')} "
-                         f"(sequential decision)")
+            lines.append(
+                f"  samples used    {vd.details['used']} of {vd.details.get('available', '?')} "
+                f"(sequential decision)"
+            )
         if "profile" in self.context:
             lines.append(f"  profile         {self.context['profile']}")
         if ev.checks:
-            lines.append("  soundness       " + ", ".join(f"{c.name} {c.status}" for c in ev.checks)
-                         + f" (policy {vd.soundness})")
+            lines.append(
+                "  soundness       "
+                + ", ".join(f"{c.name} {c.status}" for c in ev.checks)
+                + f" (policy {vd.soundness})"
+            )
         if vd.sound and not vd.passed:
             vs_baseline = any(not p.passed and compares_with_baseline(p.details) for p in vd.parts)
             if vs_baseline:
@@ -286,8 +300,11 @@ def assert_robust(
     required = validate_min_acc(min_acc)
     clinical_req = {
         name: validate_rate(value, name)
-        for name, value in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity),
-                            ("max_flip_rate", max_flip_rate))
+        for name, value in (
+            ("min_sensitivity", min_sensitivity),
+            ("min_specificity", min_specificity),
+            ("max_flip_rate", max_flip_rate),
+        )
         if value is not None
     }
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
@@ -339,8 +356,12 @@ def assert_robust(
         from pytest_robust.baseline import REGENERATE, BaselineError, robust_positions
 
         wrong = stored.mismatches(
-            attack=attack_.config(), threat=threat, data_fingerprint=subset.fingerprint(),
-            ids=subset.sample_ids(), seed=seed, positive_label=positive_label,
+            attack=attack_.config(),
+            threat=threat,
+            data_fingerprint=subset.fingerprint(),
+            ids=subset.sample_ids(),
+            seed=seed,
+            positive_label=positive_label,
         )
         if wrong:
             raise BaselineError(
@@ -358,8 +379,18 @@ def assert_robust(
         subset = subset.select(order)
         batch_size = min(batch_size, int(getattr(threshold, "batch", batch_size)))
     evaluation = (evaluator or evaluate)(
-        model, subset, attack_, threat, device=device, seed=seed, batch_size=batch_size,
-        progress=progress, examples=examples, soundness=cfg, positive_label=positive_label, **extra,
+        model,
+        subset,
+        attack_,
+        threat,
+        device=device,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        examples=examples,
+        soundness=cfg,
+        positive_label=positive_label,
+        **extra,
     )
     parts = [threshold.decide(evaluation, required)]
     parts += _clinical_parts(threshold, evaluation, clinical_req)
@@ -421,12 +452,17 @@ def _clinical_parts(policy: Policy, evaluation: EvalResult, required: dict[str, 
             rate = k / len(caught)
             lo, hi = v.interval
             rel = "<=" if v.passed else ">"
-            parts.append(replace(
-                v, statistic=f"flip rate ({name} -> other)", measured=rate, required=value,
-                interval=(1 - hi, 1 - lo),
-                reason=f"flip rate {rate:.3f} ({k}/{len(caught)} caught {name} samples turned negative) "
-                       f"{rel} allowed {value:.3f} ({v.policy}: {v.reason})",
-            ))
+            parts.append(
+                replace(
+                    v,
+                    statistic=f"flip rate ({name} -> other)",
+                    measured=rate,
+                    required=value,
+                    interval=(1 - hi, 1 - lo),
+                    reason=f"flip rate {rate:.3f} ({k}/{len(caught)} caught {name} samples turned negative) "
+                    f"{rel} allowed {value:.3f} ({v.policy}: {v.reason})",
+                )
+            )
             continue
         statistic, side = _CLINICAL[key]
         index = positives if side == "positive" else negatives
@@ -451,8 +487,11 @@ def combine(parts: list[Verdict]) -> Verdict:
     policies = list(dict.fromkeys(p.policy for p in parts))
     main = parts[0]
     return replace(
-        main, passed=not failed, policy=" + ".join(policies),
-        reason="; ".join(f"{p.statistic}: {p.reason}" for p in (failed or parts)), parts=tuple(parts),
+        main,
+        passed=not failed,
+        policy=" + ".join(policies),
+        reason="; ".join(f"{p.statistic}: {p.reason}" for p in (failed or parts)),
+        parts=tuple(parts),
     )
 
 

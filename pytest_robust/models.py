@@ -106,9 +106,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError as exc:
-        raise RobustConfigError(
-            f"unknown device {spec!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        ) from exc
+        raise RobustConfigError(f"unknown device {spec!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RobustConfigError(
             f"device {spec!r} requested but CUDA is not available here; use --robust-device=auto or cpu"

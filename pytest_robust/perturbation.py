@@ -52,9 +52,7 @@ def check_perturbation(
         raise PerturbationError(f"{attack} produced non-finite inputs (samples {bad})")
     lo, hi = float(x_adv.min()), float(x_adv.max())
     if lo < -TOLERANCE or hi > 1 + TOLERANCE:
-        raise PerturbationError(
-            f"{attack} left the [0, 1] pixel range (min {lo:.6g}, max {hi:.6g})"
-        )
+        raise PerturbationError(f"{attack} left the [0, 1] pixel range (min {lo:.6g}, max {hi:.6g})")
     norms = lp_norms((x_adv - x).double(), threat.norm)
     worst = float(norms.max()) if norms.numel() else 0.0
     if worst > threat.eps + TOLERANCE:

@@ -61,39 +61,91 @@ _WORKER_COUNTS = "pytest_robust_result_cache"
 
 # option name, ini name, parser, default (None: the profile's), help
 _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
-    ("--robust-profile", "robust_profile", cfg.parse_profile, cfg.DEFAULT_PROFILE,
-     "profile of defaults: " + "; ".join(f"{p.name}: {p.description}" for p in cfg.PROFILES.values())
-     + f" (default: {cfg.DEFAULT_PROFILE})"),
-    ("--robust-device", "robust_device", cfg.parse_device, "auto",
-     "device for models and attacks: auto (CUDA when present, else CPU), cpu, cuda, cuda:N (default: auto)"),
-    ("--robust-seed", "robust_seed", cfg.parse_seed, str(cfg.DEFAULT_SEED),
-     f"seed of data generation, attacks and training (default: {cfg.DEFAULT_SEED})"),
-    ("--robust-seeds", "robust_seeds", cfg.parse_seeds, None,
-     "a multi-seed study, e.g. 0,1,2: every test that uses the robust_seed fixture (the benchmark's "
-     "checkpoints) runs once per seed, training and attacking with it; the report's seed study gives "
-     "each cell's mean and interval across seeds and decides the findings on all of them; data and "
-     "splits stay at --robust-seed (default: one seed)"),
-    ("--robust-n", "robust_n", cfg.parse_n, None,
-     "samples per evaluation, or 'all' (default: the profile's)"),
-    ("--robust-data", "robust_data", cfg.parse_data, None,
-     "image folder in ImageFolder layout (class folders, optionally under train/ and test/); "
-     "default: the embedded synthetic dermoscopy set"),
-    ("--robust-cache-dir", "robust_cache_dir", cfg.parse_path, None,
-     "where trained checkpoints are cached (default: $PYTEST_ROBUST_CACHE_DIR or the user cache "
-     "folder; outside .pytest_cache so --cache-clear keeps them)"),
-    ("--robust-threads", "robust_threads", cfg.parse_threads, "auto",
-     "torch CPU threads per process; auto: all cores, divided among pytest-xdist workers"),
-    ("--robust-soundness", "robust_soundness", cfg.parse_soundness, "strict",
-     "strict: a failed soundness check (masked gradients, randomness, saturation, ...) fails the "
-     "gate as UNSOUND; warn: the gate follows the numbers but the result is marked unsound "
-     "(default: strict)"),
-    ("--robust-policy", "robust_policy", cfg.parse_policy, cfg.DEFAULT_POLICY,
-     "the gate's policy, by name, for assert_robust without policy=: a built-in one (point-estimate: "
-     "the measured robust accuracy; lower-bound: its lower confidence bound; sequential: stop as soon "
-     "as an anytime-valid confidence sequence decides; non-inferiority: with --robust-baseline, the "
-     "comparison with the baseline) or one a "
-     "plugin provides (hook pytest_robust_make_policy); an unknown name lists the valid ones "
-     f"(default: {cfg.DEFAULT_POLICY})"),
+    (
+        "--robust-profile",
+        "robust_profile",
+        cfg.parse_profile,
+        cfg.DEFAULT_PROFILE,
+        "profile of defaults: "
+        + "; ".join(f"{p.name}: {p.description}" for p in cfg.PROFILES.values())
+        + f" (default: {cfg.DEFAULT_PROFILE})",
+    ),
+    (
+        "--robust-device",
+        "robust_device",
+        cfg.parse_device,
+        "auto",
+        "device for models and attacks: auto (CUDA when present, else CPU), cpu, cuda, cuda:N "
+        "(default: auto)",
+    ),
+    (
+        "--robust-seed",
+        "robust_seed",
+        cfg.parse_seed,
+        str(cfg.DEFAULT_SEED),
+        f"seed of data generation, attacks and training (default: {cfg.DEFAULT_SEED})",
+    ),
+    (
+        "--robust-seeds",
+        "robust_seeds",
+        cfg.parse_seeds,
+        None,
+        "a multi-seed study, e.g. 0,1,2: every test that uses the robust_seed fixture (the benchmark's "
+        "checkpoints) runs once per seed, training and attacking with it; the report's seed study gives "
+        "each cell's mean and interval across seeds and decides the findings on all of them; data and "
+        "splits stay at --robust-seed (default: one seed)",
+    ),
+    (
+        "--robust-n",
+        "robust_n",
+        cfg.parse_n,
+        None,
+        "samples per evaluation, or 'all' (default: the profile's)",
+    ),
+    (
+        "--robust-data",
+        "robust_data",
+        cfg.parse_data,
+        None,
+        "image folder in ImageFolder layout (class folders, optionally under train/ and test/); "
+        "default: the embedded synthetic dermoscopy set",
+    ),
+    (
+        "--robust-cache-dir",
+        "robust_cache_dir",
+        cfg.parse_path,
+        None,
+        "where trained checkpoints are cached (default: $PYTEST_ROBUST_CACHE_DIR or the user cache "
+        "folder; outside .pytest_cache so --cache-clear keeps them)",
+    ),
+    (
+        "--robust-threads",
+        "robust_threads",
+        cfg.parse_threads,
+        "auto",
+        "torch CPU threads per process; auto: all cores, divided among pytest-xdist workers",
+    ),
+    (
+        "--robust-soundness",
+        "robust_soundness",
+        cfg.parse_soundness,
+        "strict",
+        "strict: a failed soundness check (masked gradients, randomness, saturation, ...) fails the "
+        "gate as UNSOUND; warn: the gate follows the numbers but the result is marked unsound "
+        "(default: strict)",
+    ),
+    (
+        "--robust-policy",
+        "robust_policy",
+        cfg.parse_policy,
+        cfg.DEFAULT_POLICY,
+        "the gate's policy, by name, for assert_robust without policy=: a built-in one (point-estimate: "
+        "the measured robust accuracy; lower-bound: its lower confidence bound; sequential: stop as soon "
+        "as an anytime-valid confidence sequence decides; non-inferiority: with --robust-baseline, the "
+        "comparison with the baseline) or one a "
+        "plugin provides (hook pytest_robust_make_policy); an unknown name lists the valid ones "
+        f"(default: {cfg.DEFAULT_POLICY})",
+    ),
 )
 
 
@@ -110,35 +162,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(flag, dest=ini, type=parse, default=None, metavar="VALUE", help=text)
         parser.addini(ini, f"default for {flag}", default=None)
     group.addoption(
-        "--robust-retrain", dest="robust_retrain", action="store_true", default=False,
+        "--robust-retrain",
+        dest="robust_retrain",
+        action="store_true",
+        default=False,
         help="retrain cached models instead of loading them",
     )
     group.addoption(
-        "--robust-recompute", dest="robust_recompute", action="store_true", default=False,
+        "--robust-recompute",
+        dest="robust_recompute",
+        action="store_true",
+        default=False,
         help="do not read the result cache (under --robust-cache-dir): run every evaluation again and "
         "rewrite its entry",
     )
     group.addoption(
-        "--robust-report", dest="robust_report", nargs="?", const=DEFAULT_REPORT_DIR, default=None,
+        "--robust-report",
+        dest="robust_report",
+        nargs="?",
+        const=DEFAULT_REPORT_DIR,
+        default=None,
         metavar="DIR",
         help=f"write an HTML report, results.json and results.csv to DIR/<run id>/ and point "
         f"DIR/latest at it (default DIR: {DEFAULT_REPORT_DIR}/; write --robust-report=DIR to name one)",
     )
     group.addoption(
-        "--robust-baseline", dest="robust_baseline", default=None, metavar="DIR",
+        "--robust-baseline",
+        dest="robust_baseline",
+        default=None,
+        metavar="DIR",
         help="compare every gate with the accepted model's stored outcome, one JSON file per gate under "
         "DIR (per test id): a missing baseline is written and its test fails once ('baseline created: "
         "review and commit it'); a candidate is judged by paired non-inferiority (default margin 0.02)",
     )
     group.addoption(
-        "--robust-baseline-update", dest="robust_baseline_update", action="store_true", default=False,
+        "--robust-baseline-update",
+        dest="robust_baseline_update",
+        action="store_true",
+        default=False,
         help="rewrite the baselines under --robust-baseline from this run (deliberately accept the "
         "current models); the gates still apply their other requirements",
     )
 
 
-def _resolve(config: pytest.Config, flag: str, ini: str, parse: Callable[[str], Any],
-             default: str | None) -> Any:
+def _resolve(
+    config: pytest.Config, flag: str, ini: str, parse: Callable[[str], Any], default: str | None
+) -> Any:
     value = config.getoption(ini)
     if value is not None:
         return value
@@ -370,8 +439,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     parameter, so session fixtures built on it - the benchmark's checkpoints - exist once per seed)."""
     seeds = metafunc.config.stash[CONFIG_KEY].seeds
     if seeds and "robust_seed" in metafunc.fixturenames:
-        metafunc.parametrize("robust_seed", list(seeds), indirect=True, scope="session",
-                             ids=[f"seed{s}" for s in seeds])
+        metafunc.parametrize(
+            "robust_seed", list(seeds), indirect=True, scope="session", ids=[f"seed{s}" for s in seeds]
+        )
 
 
 @pytest.fixture(scope="session")
@@ -510,8 +580,12 @@ def robust_model_factory(
             try:
                 with terminal_output(pytestconfig):
                     cached = quickstart_model(
-                        robust_train_data, recipe, cache_dir=rc.resolved_cache_dir(), seed=rc.seed,
-                        device=robust_device, force=rc.retrain,
+                        robust_train_data,
+                        recipe,
+                        cache_dir=rc.resolved_cache_dir(),
+                        seed=rc.seed,
+                        device=robust_device,
+                        force=rc.retrain,
                     )
             except RobustError as exc:
                 raise pytest.UsageError(str(exc)) from None
@@ -550,9 +624,17 @@ def assert_robust(
 
     def bound(model: nn.Module, attack: Attack | str, **kwargs: Any) -> RobustResult:
         __tracebackhide__ = True
-        kwargs.setdefault("evaluator", functools.partial(
-            memoised_evaluate, memo, check_cache=request.config.stash[CHECKS_KEY],
-            result_cache=result_cache, recompute=recompute, counts=request.config.stash[RESULT_COUNTS_KEY]))
+        kwargs.setdefault(
+            "evaluator",
+            functools.partial(
+                memoised_evaluate,
+                memo,
+                check_cache=request.config.stash[CHECKS_KEY],
+                result_cache=result_cache,
+                recompute=recompute,
+                counts=request.config.stash[RESULT_COUNTS_KEY],
+            ),
+        )
         if kwargs.get("data") is None:
             kwargs["data"] = request.getfixturevalue("robust_data")
         if kwargs.get("n") is None:
@@ -575,8 +657,11 @@ def assert_robust(
 
                 kwargs.setdefault("baseline_policy", default)
                 kwargs["policy"] = LowerConfidenceBound()
-        context: dict[str, Any] = {"profile": robust_config.profile.name, "test": request.node.nodeid,
-                                   "seed": kwargs["seed"]}
+        context: dict[str, Any] = {
+            "profile": robust_config.profile.name,
+            "test": request.node.nodeid,
+            "seed": kwargs["seed"],
+        }
         if study_seed is not None:  # the training draw of a multi-seed study (the attack seed may differ)
             context["study_seed"] = study_seed
         built = request.config.stash[BUILT_KEY].get(id(model))
@@ -594,9 +679,18 @@ def assert_robust(
     return bound
 
 
-def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset, attack: Attack | str,
-                      threat: Any, *, result_cache: ResultCache | None = None, recompute: bool = False,
-                      counts: dict[str, int] | None = None, **kwargs: Any) -> Any:
+def memoised_evaluate(
+    memo: dict[str, Any],
+    model: nn.Module,
+    data: ImageDataset,
+    attack: Attack | str,
+    threat: Any,
+    *,
+    result_cache: ResultCache | None = None,
+    recompute: bool = False,
+    counts: dict[str, int] | None = None,
+    **kwargs: Any,
+) -> Any:
     """:func:`~pytest_robust.evaluate.evaluate`, reusing an earlier identical evaluation.
 
     Identical means the same model - the same object (its ``id``, pinned by keeping a reference),
@@ -640,17 +734,24 @@ def memoised_evaluate(memo: dict[str, Any], model: nn.Module, data: ImageDataset
     # everything that determines the result but the device (the disk keys only its type)
     parts: dict[str, Any] = {
         "model": {"weights": weights, "structure": structure_fingerprint(model), "behaviour": behaviour},
-        "data_fingerprint": data.fingerprint(), "sample_ids": data.sample_ids(),
+        "data_fingerprint": data.fingerprint(),
+        "sample_ids": data.sample_ids(),
         "attack": {"config": attack_.config(), "class": f"{kind.__module__}.{kind.__qualname__}"},
-        "threat": threat.to_json(), "seed": kwargs.get("seed", 0),
-        "batch_size": kwargs.get("batch_size", 128), "examples": kwargs.get("examples", 0),
+        "threat": threat.to_json(),
+        "seed": kwargs.get("seed", 0),
+        "batch_size": kwargs.get("batch_size", 128),
+        "examples": kwargs.get("examples", 0),
         "soundness": soundness.to_json() if soundness is not None else None,
-        "positive_label": kwargs.get("positive_label", 1), "focus": list(kwargs.get("focus", ())),
+        "positive_label": kwargs.get("positive_label", 1),
+        "focus": list(kwargs.get("focus", ())),
         "stop": stop_key,
     }
     unkeyed_stop = stop is not None and stop_key is None
-    key = json.dumps([id(model), str(kwargs.get("device")), id(stop) if unkeyed_stop else None, parts],
-                     sort_keys=True, default=str)
+    key = json.dumps(
+        [id(model), str(kwargs.get("device")), id(stop) if unkeyed_stop else None, parts],
+        sort_keys=True,
+        default=str,
+    )
     if key in memo:
         return memo[key][1]
 
@@ -762,8 +863,10 @@ def _summary_extras(result: dict[str, Any]) -> str:
     part = baseline_part(vd)
     if part is not None:
         d = part["details"]
-        out += (f"  vs baseline {part['measured']:+.3f} ({d['newly_broken']} newly broken, "
-                f"{d['newly_robust']} newly robust) {'PASS' if part['passed'] else 'FAIL'}")
+        out += (
+            f"  vs baseline {part['measured']:+.3f} ({d['newly_broken']} newly broken, "
+            f"{d['newly_robust']} newly robust) {'PASS' if part['passed'] else 'FAIL'}"
+        )
     return out
 
 

@@ -214,8 +214,10 @@ class NonInferiority:
         from pytest_robust import paired
 
         alpha = 1 - self.confidence
-        return (paired.lower_bound(newly_broken, newly_robust, n, alpha),
-                paired.upper_bound(newly_broken, newly_robust, n, alpha))
+        return (
+            paired.lower_bound(newly_broken, newly_robust, n, alpha),
+            paired.upper_bound(newly_broken, newly_robust, n, alpha),
+        )
 
     def p_value(self, newly_robust: int, newly_broken: int, n: int) -> float:
         """Exact p-value of "the candidate is worse by ``margin`` or more"."""
@@ -320,16 +322,25 @@ class Sequential:
         return f"sequential(confidence={self.confidence:g})"
 
     def stop_rule(self, min_acc: float, available: int) -> StopRule:
-        return StopRule(required=min_acc, confidence=self.confidence, check_every=self.batch,
-                        horizon=max(1, available // 2))
+        return StopRule(
+            required=min_acc,
+            confidence=self.confidence,
+            check_every=self.batch,
+            horizon=max(1, available // 2),
+        )
 
     def decide(self, result: EvalResult, min_acc: float) -> Verdict:
         from pytest_robust.sequential import sequential_decision
 
         available = int(result.data.get("available", result.n))
         rule = self.stop_rule(min_acc, available)
-        state = sequential_decision(list(result.robust_correct), min_acc, self.confidence,
-                                    check_every=self.batch, horizon=rule.horizon)
+        state = sequential_decision(
+            list(result.robust_correct),
+            min_acc,
+            self.confidence,
+            check_every=self.batch,
+            horizon=rule.horizon,
+        )
         lo, hi = state.lower, state.upper
         used = f"after {result.n} of {available} samples"
         cs = f"the {self.confidence:.0%} confidence sequence [{lo:.3f}, {hi:.3f}]"
@@ -351,6 +362,10 @@ class Sequential:
             interval=(lo, hi),
             confidence=self.confidence,
             reason=reason,
-            details={"used": result.n, "available": available, "sequential": state.status,
-                     "horizon": rule.horizon},
+            details={
+                "used": result.n,
+                "available": available,
+                "sequential": state.status,
+                "horizon": rule.horizon,
+            },
         )

@@ -40,6 +40,13 @@ def quickstart_model(
 ) -> CachedModel:
     """The small CNN trained with ``recipe`` on ``train_data``, from the cache when present."""
     return build_checkpoint(
-        ARCH, recipe, QUICKSTART, train_data, seed=seed, cache_dir=cache_dir, device=device,
-        force=force, progress=progress,
+        ARCH,
+        recipe,
+        QUICKSTART,
+        train_data,
+        seed=seed,
+        cache_dir=cache_dir,
+        device=device,
+        force=force,
+        progress=progress,
     )

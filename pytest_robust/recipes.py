@@ -103,8 +103,13 @@ class TrainingProfile:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(lr_schedule=self.lr_schedule.value, at_init=self.at_init.value,
-                 deviations=list(self.deviations), optimizer=self.optimizer, loss=self.loss)
+        d.update(
+            lr_schedule=self.lr_schedule.value,
+            at_init=self.at_init.value,
+            deviations=list(self.deviations),
+            optimizer=self.optimizer,
+            loss=self.loss,
+        )
         return d
 
 

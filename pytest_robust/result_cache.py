@@ -61,22 +61,24 @@ def result_key(
     ``config()`` plus, under ``"class"``, the implementing class; ``device``: a device or device type
     (only the type is used); ``stop``: the stop rule's key (None without a stop rule).
     """
-    material = canonical_json({
-        "schema": SCHEMA,
-        "model": dict(model),
-        "data": {"fingerprint": data_fingerprint, "sample_ids": list(sample_ids)},
-        "attack": attack,
-        "threat": threat,
-        "seed": seed,
-        "batch_size": batch_size,
-        "device_type": device_type(device),
-        "examples": examples,
-        "soundness": soundness,
-        "positive_label": positive_label,
-        "focus": list(focus),
-        "stop": stop,
-        "versions": dict(versions),
-    })
+    material = canonical_json(
+        {
+            "schema": SCHEMA,
+            "model": dict(model),
+            "data": {"fingerprint": data_fingerprint, "sample_ids": list(sample_ids)},
+            "attack": attack,
+            "threat": threat,
+            "seed": seed,
+            "batch_size": batch_size,
+            "device_type": device_type(device),
+            "examples": examples,
+            "soundness": soundness,
+            "positive_label": positive_label,
+            "focus": list(focus),
+            "stop": stop,
+            "versions": dict(versions),
+        }
+    )
     return hashlib.sha256(material.encode()).hexdigest(), material
 
 
@@ -106,8 +108,11 @@ class ResultCache:
             self._damaged(path, "not a result cache entry")
             return None
         if payload.get("schema") != SCHEMA or payload.get("key") != key:
-            self._damaged(path, f"schema {payload.get('schema')!r} / key {str(payload.get('key'))[:12]!r} "
-                                f"do not match schema {SCHEMA} / key {key[:12]}")
+            self._damaged(
+                path,
+                f"schema {payload.get('schema')!r} / key {str(payload.get('key'))[:12]!r} "
+                f"do not match schema {SCHEMA} / key {key[:12]}",
+            )
             return None
         material = payload.get("key_material")
         if not isinstance(material, str) or hashlib.sha256(material.encode()).hexdigest() != key:

@@ -54,8 +54,16 @@ if TYPE_CHECKING:
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 #: Every per-evaluation check, in the order results and reports list them.
 CHECK_NAMES = (
-    "gradient", "gradient-direction", "saturation", "determinism", "output-form",
-    "batch-independence", "unbounded", "black-box", "attack-order", "autoattack-flags",
+    "gradient",
+    "gradient-direction",
+    "saturation",
+    "determinism",
+    "output-form",
+    "batch-independence",
+    "unbounded",
+    "black-box",
+    "attack-order",
+    "autoattack-flags",
 )
 MODES = ("strict", "warn")
 
@@ -113,10 +121,10 @@ class Check:
 class SoundnessConfig:
     """Thresholds and probe sizes of the checks (the defaults are what the gate uses).
 
-    ``randomized``: the model is declared random; it is evaluated as the mean of ``draws``
-    forward passes (:class:`~pytest_robust.models.ExpectationModel`) and the determinism check
-    passes. ``enabled=False`` runs no check (for measuring what the checks cost; the result records
-that none ran).
+        ``randomized``: the model is declared random; it is evaluated as the mean of ``draws``
+        forward passes (:class:`~pytest_robust.models.ExpectationModel`) and the determinism check
+        passes. ``enabled=False`` runs no check (for measuring what the checks cost; the result records
+    that none ran).
     """
 
     enabled: bool = True
@@ -141,13 +149,26 @@ that none ran).
     def __post_init__(self) -> None:
         if self.draws < 1:
             raise RobustConfigError(f"draws must be >= 1, got {self.draws}")
-        for name in ("probe_samples", "attack_samples", "unbounded_samples", "black_box_queries",
-                     "min_black_box_count",
-                     "min_order_count"):
+        for name in (
+            "probe_samples",
+            "attack_samples",
+            "unbounded_samples",
+            "black_box_queries",
+            "min_black_box_count",
+            "min_order_count",
+        ):
             if getattr(self, name) < 1:
                 raise RobustConfigError(f"soundness {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_bad_gradient", "min_unbounded_success", "min_uphill", "direction_step",
-                     "max_black_box_share", "max_order_share", "unbounded_linf", "unbounded_l2_fraction"):
+        for name in (
+            "max_bad_gradient",
+            "min_unbounded_success",
+            "min_uphill",
+            "direction_step",
+            "max_black_box_share",
+            "max_order_share",
+            "unbounded_linf",
+            "unbounded_l2_fraction",
+        ):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise RobustConfigError(f"soundness {name} must be in [0, 1], got {value}")
@@ -204,8 +225,13 @@ def gradient_losses(config: dict[str, Any]) -> set[str]:
         return {str(config.get("loss", "ce"))}
     if name == "autoattack":
         attacks = config.get("attacks")
-        gradient = {"apgd-ce": "ce", "apgd-dlr": "margin", "apgd-t": "margin", "fab": "margin",
-                    "fab-t": "margin"}
+        gradient = {
+            "apgd-ce": "ce",
+            "apgd-dlr": "margin",
+            "apgd-t": "margin",
+            "fab": "margin",
+            "fab-t": "margin",
+        }
         if attacks == "auto" or attacks is None:
             return {"ce"}  # APGD-CE always runs; DLR-based attacks only with >= 3 classes
         return {gradient[a] for a in attacks if a in gradient}
@@ -216,8 +242,13 @@ def gradient_losses(config: dict[str, Any]) -> set[str]:
 
 
 def model_checks(
-    raw: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-    attack_config: dict[str, Any], cfg: SoundnessConfig,
+    raw: nn.Module,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    attack_config: dict[str, Any],
+    cfg: SoundnessConfig,
 ) -> list[Check]:
     """Gradient health, saturation, determinism, output form, batch independence.
 
@@ -232,8 +263,10 @@ def model_checks(
     checks: list[Check] = []
     n = x.shape[0]
     if n == 0:
-        return [Check(name=c, status=SKIP, summary="no clean-correct sample to probe")
-                for c in ("gradient", "saturation", "determinism", "output-form", "batch-independence")]
+        return [
+            Check(name=c, status=SKIP, summary="no clean-correct sample to probe")
+            for c in ("gradient", "saturation", "determinism", "output-form", "batch-independence")
+        ]
     if uses_gradients(attack_config):
         # gradient health and saturation: one forward, two gradients
         leaf, logits = forward_with_grad(model, x)
@@ -256,20 +289,22 @@ def model_checks(
         zero, nonfinite = bad(g_margin)
         n_bad = int((zero | nonfinite).sum())
         share = _share(n_bad, n)
-        checks.append(Check(
-            name="gradient",
-            status=FAIL if share > cfg.max_bad_gradient else PASS,
-            measured=share,
-            threshold=cfg.max_bad_gradient,
-            summary=f"{share:.1%} of {n} probed samples have a zero ({int(zero.sum())}) or non-finite "
-            f"({int(nonfinite.sum())}) input gradient (allowed <= {cfg.max_bad_gradient:.0%})",
-            why="gradient attacks follow the input gradient; where it is zero or NaN they do not move, and "
-            "the model looks robust without being robust (gradient masking: quantisation, rounding, "
-            "non-differentiable or NaN-producing layers)",
-            fix="give the non-differentiable step a differentiable approximation for evaluation "
-            "(straight-through estimator / BPDA), remove the operation producing NaN gradients, or evaluate "
-            "the undefended model",
-        ))
+        checks.append(
+            Check(
+                name="gradient",
+                status=FAIL if share > cfg.max_bad_gradient else PASS,
+                measured=share,
+                threshold=cfg.max_bad_gradient,
+                summary=f"{share:.1%} of {n} probed samples have a zero ({int(zero.sum())}) or "
+                f"non-finite ({int(nonfinite.sum())}) input gradient (allowed <= {cfg.max_bad_gradient:.0%})",
+                why="gradient attacks follow the input gradient; where it is zero or NaN they do not move, "
+                "and the model looks robust without being robust (gradient masking: quantisation, rounding, "
+                "non-differentiable or NaN-producing layers)",
+                fix="give the non-differentiable step a differentiable approximation for evaluation "
+                "(straight-through estimator / BPDA), remove the operation producing NaN gradients, or "
+                "evaluate the undefended model",
+            )
+        )
         healthy = ~(zero | nonfinite)
         checks.append(_direction_check(model, x, y, logits.detach(), g_margin, healthy, threat, cfg))
         ce_zero, ce_nonfinite = bad(g_ce)
@@ -277,25 +312,34 @@ def model_checks(
         sat_share = _share(int(saturated.sum()), n)
         losses = gradient_losses(attack_config)
         relevant = bool(losses) and losses <= {"ce"}
-        checks.append(Check(
-            name="saturation",
-            status=FAIL if sat_share > cfg.max_bad_gradient and relevant else PASS,
-            measured=sat_share,
-            threshold=cfg.max_bad_gradient,
-            summary=f"{sat_share:.1%} of {n} probed samples have a vanishing cross-entropy gradient while "
-            f"the margin's is non-zero (saturated logits; allowed <= {cfg.max_bad_gradient:.0%})"
-            + ("" if relevant else "; not relevant: this evaluation's gradient attacks use a margin loss"
-               if losses else "; not relevant: no gradient attack in this evaluation"),
-            why="with very large (rescaled, temperature-scaled) logits the softmax saturates in float32 and "
-            "the cross-entropy gradient underflows to exactly zero: cross-entropy attacks never move",
-            fix="return unscaled logits for evaluation, or attack with a scale-invariant margin loss "
-            "(PGD(loss='margin')) alongside",
-        ))
+        checks.append(
+            Check(
+                name="saturation",
+                status=FAIL if sat_share > cfg.max_bad_gradient and relevant else PASS,
+                measured=sat_share,
+                threshold=cfg.max_bad_gradient,
+                summary=f"{sat_share:.1%} of {n} probed samples have a vanishing cross-entropy gradient "
+                f"while the margin's is non-zero (saturated logits; allowed <= {cfg.max_bad_gradient:.0%})"
+                + (
+                    ""
+                    if relevant
+                    else "; not relevant: this evaluation's gradient attacks use a margin loss"
+                    if losses
+                    else "; not relevant: no gradient attack in this evaluation"
+                ),
+                why="with very large (rescaled, temperature-scaled) logits the softmax saturates in float32 "
+                "and the cross-entropy gradient underflows to exactly zero: cross-entropy attacks never move",
+                fix="return unscaled logits for evaluation, or attack with a scale-invariant margin loss "
+                "(PGD(loss='margin')) alongside",
+            )
+        )
     else:
         with torch.no_grad():
             logits = model(x)
-        checks += [Check(name=name, status=SKIP, summary="no gradient attack in this evaluation")
-                   for name in ("gradient", "saturation")]
+        checks += [
+            Check(name=name, status=SKIP, summary="no gradient attack in this evaluation")
+            for name in ("gradient", "saturation")
+        ]
     # determinism: the same inputs twice more (the raw model; the first pass is the one above when
     # the model is not wrapped)
     with torch.no_grad():
@@ -306,40 +350,61 @@ def model_checks(
     flips = max(int((outs[0].argmax(1) != o.argmax(1)).sum()) for o in outs[1:])
     random = diff > cfg.output_tolerance * scale or flips > 0
     if cfg.randomized:
-        summary = (f"declared randomized: decisions are the mean of {cfg.draws} draws' probabilities, "
-                   f"gradients are expectations over the draws (measured spread {diff:.3g})")
+        summary = (
+            f"declared randomized: decisions are the mean of {cfg.draws} draws' probabilities, "
+            f"gradients are expectations over the draws (measured spread {diff:.3g})"
+        )
         status = PASS
     else:
-        summary = (f"2 forward passes on {n} inputs differ by up to {diff:.3g} (tolerance "
-                   f"{cfg.output_tolerance:g} x {scale:.3g}), {flips} prediction(s) flipped")
+        summary = (
+            f"2 forward passes on {n} inputs differ by up to {diff:.3g} (tolerance "
+            f"{cfg.output_tolerance:g} x {scale:.3g}), {flips} prediction(s) flipped"
+        )
         status = FAIL if random else PASS
-    checks.append(Check(
-        name="determinism", status=status, measured=diff, threshold=cfg.output_tolerance * scale,
-        summary=summary,
-        why="a randomized model gives each attack step a different model: gradients of single draws "
-        "are noise, and a lucky draw at evaluation time passes a gate the average model fails",
-        fix="declare the randomness (assert_robust(..., randomized=True) or "
-        "@pytest.mark.robust(randomized=True)): predictions then use the mean of several draws and the "
-        "attacks use expectation over transformation; or remove the randomness at evaluation",
-    ))
+    checks.append(
+        Check(
+            name="determinism",
+            status=status,
+            measured=diff,
+            threshold=cfg.output_tolerance * scale,
+            summary=summary,
+            why="a randomized model gives each attack step a different model: gradients of single draws "
+            "are noise, and a lucky draw at evaluation time passes a gate the average model fails",
+            fix="declare the randomness (assert_robust(..., randomized=True) or "
+            "@pytest.mark.robust(randomized=True)): predictions then use the mean of several draws and the "
+            "attacks use expectation over transformation; or remove the randomness at evaluation",
+        )
+    )
     # output form
     with torch.no_grad():
         out = outs[0]
-        probs = bool((out >= -1e-6).all() and (out <= 1 + 1e-6).all()
-                     and ((out.sum(dim=1) - 1).abs() < 1e-3).all())
-    checks.append(Check(
-        name="output-form", status=FAIL if probs else PASS, measured=float(probs),
-        summary="the outputs are probabilities (each row in [0, 1], summing to 1)" if probs
-        else "the outputs are logits (not a probability distribution per row)",
-        why="attacks take a softmax of the output: on probabilities that squashes the signal and "
-        "weakens the gradient (AutoAttack's flag 'the output is a probability distribution')",
-        fix="return the logits (the output before softmax); log-probabilities also work",
-    ))
+        probs = bool(
+            (out >= -1e-6).all() and (out <= 1 + 1e-6).all() and ((out.sum(dim=1) - 1).abs() < 1e-3).all()
+        )
+    checks.append(
+        Check(
+            name="output-form",
+            status=FAIL if probs else PASS,
+            measured=float(probs),
+            summary="the outputs are probabilities (each row in [0, 1], summing to 1)"
+            if probs
+            else "the outputs are logits (not a probability distribution per row)",
+            why="attacks take a softmax of the output: on probabilities that squashes the signal and "
+            "weakens the gradient (AutoAttack's flag 'the output is a probability distribution')",
+            fix="return the logits (the output before softmax); log-probabilities also work",
+        )
+    )
     # batch independence
     if cfg.randomized or n < 2:
-        checks.append(Check(name="batch-independence", status=SKIP,
-                            summary="not checked for a declared randomized model" if cfg.randomized
-                            else "needs at least 2 samples"))
+        checks.append(
+            Check(
+                name="batch-independence",
+                status=SKIP,
+                summary="not checked for a declared randomized model"
+                if cfg.randomized
+                else "needs at least 2 samples",
+            )
+        )
     else:
         half = n // 2
         with torch.no_grad():
@@ -347,24 +412,34 @@ def model_checks(
         bdiff = float((parts - outs[1]).abs().max())
         training = sorted({type(m).__name__ for m in raw.modules() if m.training})
         dependent = bdiff > cfg.output_tolerance * scale
-        checks.append(Check(
-            name="batch-independence", status=FAIL if dependent else PASS, measured=bdiff,
-            threshold=cfg.output_tolerance * scale,
-            summary=f"outputs in a batch of {n} and in two batches of {half}/{n - half} differ by up "
-            f"to {bdiff:.3g}" + (f"; modules still in train mode after .eval(): {', '.join(training)}"
-                                 if training else ""),
-            why="a sample's prediction must not depend on the other samples of its batch: the attack "
-            "sees other batches than the clean pass (BatchNorm or dropout in train mode, a model whose "
-            ".eval() is overridden)",
-            fix="evaluate the model in eval mode (do not override train()/eval()); use running "
-            "statistics in BatchNorm",
-        ))
+        checks.append(
+            Check(
+                name="batch-independence",
+                status=FAIL if dependent else PASS,
+                measured=bdiff,
+                threshold=cfg.output_tolerance * scale,
+                summary=f"outputs in a batch of {n} and in two batches of {half}/{n - half} differ by up "
+                f"to {bdiff:.3g}"
+                + (f"; modules still in train mode after .eval(): {', '.join(training)}" if training else ""),
+                why="a sample's prediction must not depend on the other samples of its batch: the attack "
+                "sees other batches than the clean pass (BatchNorm or dropout in train mode, a model whose "
+                ".eval() is overridden)",
+                fix="evaluate the model in eval mode (do not override train()/eval()); use running "
+                "statistics in BatchNorm",
+            )
+        )
     return checks
 
 
 def _direction_check(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, grad: torch.Tensor,
-    healthy: torch.Tensor, threat: ThreatModel, cfg: SoundnessConfig,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logits: torch.Tensor,
+    grad: torch.Tensor,
+    healthy: torch.Tensor,
+    threat: ThreatModel,
+    cfg: SoundnessConfig,
 ) -> Check:
     """A small step along the input gradient must increase the margin (first order): is it uphill?
 
@@ -376,8 +451,11 @@ def _direction_check(
     from pytest_robust.threat import Norm
 
     if cfg.randomized or not bool(healthy.any()):
-        reason = ("not checked for a declared randomized model (two draws differ by more than a small "
-                  "step changes)" if cfg.randomized else "no finite, non-zero gradient to follow")
+        reason = (
+            "not checked for a declared randomized model (two draws differ by more than a small step changes)"
+            if cfg.randomized
+            else "no finite, non-zero gradient to follow"
+        )
         return Check(name="gradient-direction", status=SKIP, summary=reason)
     xs, ys, gs = x[healthy], y[healthy], torch.nan_to_num(grad[healthy])
     if threat.norm is Norm.LINF:
@@ -391,7 +469,9 @@ def _direction_check(
     share = float(uphill.float().mean())
     m = int(healthy.sum())
     return Check(
-        name="gradient-direction", status=FAIL if share < cfg.min_uphill else PASS, measured=share,
+        name="gradient-direction",
+        status=FAIL if share < cfg.min_uphill else PASS,
+        measured=share,
         threshold=cfg.min_uphill,
         summary=f"a step of {cfg.direction_step:g} along the input gradient raised the logit margin on "
         f"{int(uphill.sum())}/{m} probed samples ({share:.0%}; required >= {cfg.min_uphill:.0%})",
@@ -426,8 +506,13 @@ def unbounded_ladder(threat: ThreatModel, shape: Sequence[int], cfg: SoundnessCo
 
 
 def unbounded_check(
-    model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-    cfg: SoundnessConfig, seed: int,
+    model: nn.Module,
+    attack: Attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    cfg: SoundnessConfig,
+    seed: int,
 ) -> Check:
     """Run ``attack`` at growing budgets on ``x``: a working attack breaks (almost) every sample."""
     import torch
@@ -437,9 +522,12 @@ def unbounded_check(
     from pytest_robust.threat import format_eps
 
     if attack.name in ("none", "fgsm"):
-        return Check(name="unbounded", status=SKIP,
-                     summary=f"not run for {attack.describe()} (a single step has no budget to spend); "
-                     "the model checks and the black-box check still apply")
+        return Check(
+            name="unbounded",
+            status=SKIP,
+            summary=f"not run for {attack.describe()} (a single step has no budget to spend); "
+            "the model checks and the black-box check still apply",
+        )
     n = x.shape[0]
     if n == 0:
         return Check(name="unbounded", status=SKIP, summary="no clean-correct sample to attack")
@@ -465,8 +553,10 @@ def unbounded_check(
             break
     success = _share(n - len(left), n)
     return Check(
-        name="unbounded", status=FAIL if success < cfg.min_unbounded_success else PASS,
-        measured=success, threshold=cfg.min_unbounded_success,
+        name="unbounded",
+        status=FAIL if success < cfg.min_unbounded_success else PASS,
+        measured=success,
+        threshold=cfg.min_unbounded_success,
         summary="the attack broke " + ", ".join(tried) + " of the probed samples (each budget attacks "
         f"what the smaller ones left; required >= {cfg.min_unbounded_success:.0%} by the largest)",
         why="with an unbounded budget any input can be turned into any other, so a working attack "
@@ -479,8 +569,15 @@ def unbounded_check(
 
 
 def black_box_check(
-    model: nn.Module, attack: Attack, outcome: AttackOutcome | None, x_all: torch.Tensor,
-    y_all: torch.Tensor, robust: Sequence[bool], threat: ThreatModel, cfg: SoundnessConfig, seed: int,
+    model: nn.Module,
+    attack: Attack,
+    outcome: AttackOutcome | None,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    robust: Sequence[bool],
+    threat: ThreatModel,
+    cfg: SoundnessConfig,
+    seed: int,
 ) -> Check:
     """Does a gradient-free attack break samples the gradient attacks left robust?
 
@@ -493,11 +590,15 @@ def black_box_check(
 
     from pytest_robust.threat import format_eps
 
-    why = ("a gradient-free attack does not care about masked gradients; when it succeeds where the "
-           "gradient attacks failed, the gradient attacks were not working (Carlini et al. 2019; "
-           "AutoAttack's 'Square has decreased the robust accuracy' flag)")
-    fix = ("treat the gradient attacks' number as an upper bound only: find what masks the gradient "
-           "(see the gradient and saturation checks), run AutoAttack, or an adaptive attack")
+    why = (
+        "a gradient-free attack does not care about masked gradients; when it succeeds where the "
+        "gradient attacks failed, the gradient attacks were not working (Carlini et al. 2019; "
+        "AutoAttack's 'Square has decreased the robust accuracy' flag)"
+    )
+    fix = (
+        "treat the gradient attacks' number as an upper bound only: find what masks the gradient "
+        "(see the gradient and saturation checks), run AutoAttack, or an adaptive attack"
+    )
     if attack.name == "none":
         return Check(name="black-box", status=SKIP, summary="no attack")
     parts = outcome.parts if outcome is not None else ()
@@ -509,20 +610,27 @@ def black_box_check(
         failed = by_black >= cfg.min_black_box_count and share > cfg.max_black_box_share
         names = ", ".join(sorted(black))
         return Check(
-            name="black-box", status=FAIL if failed else PASS, measured=share,
+            name="black-box",
+            status=FAIL if failed else PASS,
+            measured=share,
             threshold=cfg.max_black_box_share,
             summary=f"{names} broke {by_black} of the {reached} samples the gradient attacks left robust "
             f"({share:.1%}; allowed <= {cfg.max_black_box_share:.0%} or fewer than "
             f"{cfg.min_black_box_count})",
-            why=why, fix=fix,
+            why=why,
+            fix=fix,
         )
     if threat.norm.value == "L2" and min(x_all.shape[-2:]) < 5:
         return Check(name="black-box", status=SKIP, summary="Square L2 needs images of 5x5 pixels or more")
     survivors = spread([i for i, r in enumerate(robust) if r], cfg.attack_samples)
     if not survivors:
-        return Check(name="black-box", status=PASS, measured=0.0, threshold=cfg.max_black_box_share,
-                     summary="the gradient attack left no sample robust: nothing for a black-box attack "
-                     "to find")
+        return Check(
+            name="black-box",
+            status=PASS,
+            measured=0.0,
+            threshold=cfg.max_black_box_share,
+            summary="the gradient attack left no sample robust: nothing for a black-box attack to find",
+        )
     from pytest_robust.attacks.autoattack import AutoAttack
     from pytest_robust.attacks.base import run_attack
 
@@ -538,18 +646,27 @@ def black_box_check(
     share = _share(broken, len(survivors))
     failed = broken >= cfg.min_black_box_count and share > cfg.max_black_box_share
     return Check(
-        name="black-box", status=FAIL if failed else PASS, measured=share,
+        name="black-box",
+        status=FAIL if failed else PASS,
+        measured=share,
         threshold=cfg.max_black_box_share,
         summary=f"Square ({cfg.black_box_queries} queries) at eps={format_eps(threat.eps)} broke {broken} of "
         f"{len(survivors)} samples the gradient attack left robust ({share:.1%}; allowed <= "
         f"{cfg.max_black_box_share:.0%} or fewer than {cfg.min_black_box_count})",
-        why=why, fix=fix,
+        why=why,
+        fix=fix,
     )
 
 
 def ensemble_order_check(
-    model: nn.Module, attack: Attack, outcome: AttackOutcome | None, x_all: torch.Tensor,
-    y_all: torch.Tensor, threat: ThreatModel, cfg: SoundnessConfig, seed: int,
+    model: nn.Module,
+    attack: Attack,
+    outcome: AttackOutcome | None,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    threat: ThreatModel,
+    cfg: SoundnessConfig,
+    seed: int,
 ) -> Check | None:
     """In an ensemble, give each later attack the samples an earlier one broke: it should break them too."""
     import torch
@@ -567,8 +684,9 @@ def ensemble_order_check(
         weaker, stronger = labels[i], attack.attacks[j]
         if stronger.name in ("none",):
             continue
-        broken = spread([k for k, b in enumerate(outcome.broken_by) if b.split(":")[0] == weaker],
-                        cfg.attack_samples)
+        broken = spread(
+            [k for k, b in enumerate(outcome.broken_by) if b.split(":")[0] == weaker], cfg.attack_samples
+        )
         if not broken:
             continue
         idx = torch.tensor(broken, device=x_all.device)
@@ -582,10 +700,16 @@ def ensemble_order_check(
     share = _share(failed_total, tried)
     failed = failed_total >= cfg.min_order_count and share > cfg.max_order_share
     return Check(
-        name="attack-order", status=FAIL if failed else PASS, measured=share, threshold=cfg.max_order_share,
-        summary=(f"later attacks re-run on {tried} samples earlier ones broke missed {failed_total} "
-                 f"({share:.1%}; allowed <= {cfg.max_order_share:.0%} or fewer than {cfg.min_order_count})"
-                 + (": " + "; ".join(missed) if missed else "")) if tried
+        name="attack-order",
+        status=FAIL if failed else PASS,
+        measured=share,
+        threshold=cfg.max_order_share,
+        summary=(
+            f"later attacks re-run on {tried} samples earlier ones broke missed {failed_total} "
+            f"({share:.1%}; allowed <= {cfg.max_order_share:.0%} or fewer than {cfg.min_order_count})"
+            + (": " + "; ".join(missed) if missed else "")
+        )
+        if tried
         else "no sample broken by an earlier attack to re-run",
         why="a stronger attack that misses what a weaker one finds is not working on this model "
         "(gradient masking or a broken budget); the ensemble's worst case hides it, this check does not",
@@ -615,7 +739,10 @@ def flags_check(outcome: AttackOutcome | None, attack: Attack, *, randomized: bo
     if dismissed:
         text += " (" + "; ".join(dismissed) + ")"
     return Check(
-        name="autoattack-flags", status=FAIL if kept else PASS, measured=float(len(kept)), threshold=0.0,
+        name="autoattack-flags",
+        status=FAIL if kept else PASS,
+        measured=float(len(kept)),
+        threshold=0.0,
         summary=text,
         why="AutoAttack's own checks (randomness, probability outputs, dynamic defences, zero gradients) "
         "each name a way its numbers can be wrong (its flags_doc.md)",
@@ -626,8 +753,9 @@ def flags_check(outcome: AttackOutcome | None, attack: Attack, *, randomized: bo
 # --- checks across evaluations --------------------------------------------------------------------------
 
 
-def attack_order(weaker: EvalResult, stronger: EvalResult, *, max_share: float = 0.10,
-                 min_count: int = 3) -> Check:
+def attack_order(
+    weaker: EvalResult, stronger: EvalResult, *, max_share: float = 0.10, min_count: int = 3
+) -> Check:
     """Per sample: broken by ``weaker`` but robust under ``stronger`` counts against ``stronger``."""
     _same_samples(weaker, stronger)
     broken_weak = [c and not r for c, r in zip(weaker.clean_correct, weaker.robust_correct, strict=True)]
@@ -636,7 +764,10 @@ def attack_order(weaker: EvalResult, stronger: EvalResult, *, max_share: float =
     share = _share(missed, total)
     failed = missed >= min_count and share > max_share
     return Check(
-        name="attack-order", status=FAIL if failed else PASS, measured=share, threshold=max_share,
+        name="attack-order",
+        status=FAIL if failed else PASS,
+        measured=share,
+        threshold=max_share,
         summary=f"{stronger.attack_description} left {missed} of the {total} samples "
         f"{weaker.attack_description} broke robust ({share:.1%}; allowed <= {max_share:.0%} or fewer "
         f"than {min_count})",
@@ -656,10 +787,17 @@ def eps_monotonicity(results: Sequence[EvalResult], *, slack: float = 0.0) -> Ch
     worst = max((b.robust_acc - a.robust_acc for a, b in itertools.pairwise(ordered)), default=0.0)
     curve = ", ".join(f"{r.robust_acc:.3f} at {format_eps(r.threat.eps)}" for r in ordered)
     return Check(
-        name="eps-monotonicity", status=FAIL if rises else PASS, measured=worst, threshold=slack,
-        summary=f"robust accuracy vs eps: {curve}" + (
-            "; rises: " + ", ".join(f"{format_eps(a.threat.eps)} -> {format_eps(b.threat.eps)}"
-                                    for a, b in rises) if rises else ""),
+        name="eps-monotonicity",
+        status=FAIL if rises else PASS,
+        measured=worst,
+        threshold=slack,
+        summary=f"robust accuracy vs eps: {curve}"
+        + (
+            "; rises: "
+            + ", ".join(f"{format_eps(a.threat.eps)} -> {format_eps(b.threat.eps)}" for a, b in rises)
+            if rises
+            else ""
+        ),
         why="a larger budget contains every smaller one: robust accuracy that rises with eps means the "
         "attack gets weaker as it gets more room (gradient masking, a step size tied to eps)",
         fix="use a stronger attack (more steps, restarts, AutoAttack) and report the worst case",
@@ -669,4 +807,3 @@ def eps_monotonicity(results: Sequence[EvalResult], *, slack: float = 0.0) -> Ch
 def _same_samples(a: EvalResult, b: EvalResult) -> None:
     if a.labels != b.labels or a.data.get("fingerprint") != b.data.get("fingerprint"):
         raise RobustConfigError("these evaluations are not on the same samples: compare like with like")
-

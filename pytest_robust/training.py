@@ -156,9 +156,12 @@ class TrainReport:
 
     def to_json(self) -> dict[str, Any]:
         plain = ("seconds", "resumed_from", "final_train_accuracy", "collapsed")
-        return {"config": self.config.to_json(), "epochs": [asdict(e) for e in self.epochs],
-                "predicted_fractions": list(self.predicted_fractions),
-                **{name: getattr(self, name) for name in plain}}
+        return {
+            "config": self.config.to_json(),
+            "epochs": [asdict(e) for e in self.epochs],
+            "predicted_fractions": list(self.predicted_fractions),
+            **{name: getattr(self, name) for name in plain},
+        }
 
 
 @contextlib.contextmanager
@@ -211,16 +214,22 @@ def train(
     steps_per_epoch = math.ceil(n / config.batch_size)
     disable = (not progress) if progress is not None else None
     bar = tqdm(
-        range(resumed_from, config.epochs), total=config.epochs, initial=resumed_from,
-        desc=f"train {config.recipe.value}", unit="epoch", disable=disable, leave=False,
+        range(resumed_from, config.epochs),
+        total=config.epochs,
+        initial=resumed_from,
+        desc=f"train {config.recipe.value}",
+        unit="epoch",
+        disable=disable,
+        leave=False,
     )
     for epoch in bar:
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gens["shuffle"])
         total_loss, correct = 0.0, 0
         model.train()
-        batches = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch",
-                       disable=disable, leave=False)
+        batches = tqdm(
+            range(steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch", disable=disable, leave=False
+        )
         with _epoch_rng(config.seed, epoch, device):
             for b in batches:
                 idx = order[b * config.batch_size : (b + 1) * config.batch_size]
@@ -239,26 +248,42 @@ def train(
                 total_loss += float(loss.detach()) * len(idx)
                 correct += int((logits.argmax(dim=1) == y).sum())
         batches.close()
-        stats = EpochStats(epoch=epoch + 1, loss=total_loss / n, accuracy=correct / n,
-                           seconds=time.perf_counter() - t0)
+        stats = EpochStats(
+            epoch=epoch + 1, loss=total_loss / n, accuracy=correct / n, seconds=time.perf_counter() - t0
+        )
         history.append(stats)
         if state_file is not None:
             _save_state(state_file, model, optimiser, gens, config, data_id, history)
         bar.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.3f}")
-        log.info("epoch %d/%d: loss %.4f, accuracy %.3f, %.1f s", stats.epoch, config.epochs,
-                 stats.loss, stats.accuracy, stats.seconds)
+        log.info(
+            "epoch %d/%d: loss %.4f, accuracy %.3f, %.1f s",
+            stats.epoch,
+            config.epochs,
+            stats.loss,
+            stats.accuracy,
+            stats.seconds,
+        )
         if on_epoch is not None:
             on_epoch(stats)
     bar.close()
     _recalibrate_batchnorm(model, data, config, pgd, threat, gens["attack"], device)
     model.eval()
     accuracy, fractions = _final_check(model, data, config.batch_size, device)
-    report = TrainReport(config=config, epochs=tuple(history), resumed_from=resumed_from,
-                         final_train_accuracy=accuracy, predicted_fractions=fractions)
+    report = TrainReport(
+        config=config,
+        epochs=tuple(history),
+        resumed_from=resumed_from,
+        final_train_accuracy=accuracy,
+        predicted_fractions=fractions,
+    )
     if report.collapsed:
-        log.warning("the trained model assigns %.0f%% of the training images to one class (train "
-                    "accuracy %.3f): it did not learn the task; train longer or with a higher learning "
-                    "rate", 100 * max(fractions), accuracy)
+        log.warning(
+            "the trained model assigns %.0f%% of the training images to one class (train "
+            "accuracy %.3f): it did not learn the task; train longer or with a higher learning "
+            "rate",
+            100 * max(fractions),
+            accuracy,
+        )
     return report
 
 
@@ -316,9 +341,13 @@ def _save_state(
     for name, gen in gens.items():
         tensors[f"rng/{name}"] = gen.get_state()
     meta = {
-        "format": _RESUME_FORMAT, "config": config.to_json(), "data": data_id,
-        "history": [asdict(e) for e in history], "param_groups": opt["param_groups"],
-        "optim_scalars": scalars, "optim_params": sorted(int(i) for i in opt["state"]),
+        "format": _RESUME_FORMAT,
+        "config": config.to_json(),
+        "data": data_id,
+        "history": [asdict(e) for e in history],
+        "param_groups": opt["param_groups"],
+        "optim_scalars": scalars,
+        "optim_params": sorted(int(i) for i in opt["state"]),
     }
     atomic_write_bytes(path, save(tensors, metadata={"state": json.dumps(meta)}))
 

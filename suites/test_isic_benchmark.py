@@ -186,8 +186,15 @@ def measure(assert_robust, checkpoint, checkpoint_record, pgd, aa, fgsm):  # typ
     """
     attacks = {"none": "none", "fgsm": fgsm, "pgd": pgd, "autoattack": aa}
 
-    def run(arch: str, recipe: str, attack: str, eps: float = EPS, min_acc: float = 0.0,
-            soundness: str = "warn", policy: Any = None) -> Any:
+    def run(
+        arch: str,
+        recipe: str,
+        attack: str,
+        eps: float = EPS,
+        min_acc: float = 0.0,
+        soundness: str = "warn",
+        policy: Any = None,
+    ) -> Any:
         __tracebackhide__ = True
         context = {
             "model": label(arch, recipe),
@@ -276,7 +283,11 @@ def test_worst_case(measure, assert_robust, checkpoint, arch: str, recipe: str, 
     results = [measure(arch, recipe, a).evaluation for a in ("fgsm", "pgd", "autoattack")]
     combined = worst_case(results)
     result = assert_robust(
-        checkpoint(arch, recipe), [fgsm, pgd, aa], eps=EPS, min_acc=0.0, soundness="warn",
+        checkpoint(arch, recipe),
+        [fgsm, pgd, aa],
+        eps=EPS,
+        min_acc=0.0,
+        soundness="warn",
         policy=PointEstimate(),
         evaluator=lambda *args, **kwargs: combined,
         context={"model": label(arch, recipe), "arch": arch, "recipe": recipe},
@@ -291,7 +302,8 @@ def test_evaluations_are_sound(measure, thresholds, arch: str, recipe: str) -> N
     results += [measure(arch, recipe, "pgd", eps=eps) for eps in EPS_CURVE if eps != EPS]
     failed = [
         f"{r.evaluation.attack['name']} at {format_eps(r.threat.eps)}: {c.name} ({c.summary})"
-        for r in results for c in r.evaluation.failed_checks
+        for r in results
+        for c in r.evaluation.failed_checks
     ]
     thresholds.check(
         f"sound:{arch}-{recipe}",
@@ -365,5 +377,11 @@ def test_release_gate_convnext_pgd_at_under_autoattack(measure, thresholds) -> N
     """A release gate written as the product is used: an ordinary assert_robust on one model, with the
     soundness checks strict (an unsound evaluation fails the gate) and the default policy for new
     users: the exact 95% lower bound of the robust accuracy must clear the requirement."""
-    measure("convnext_tiny", "pgd-at", "autoattack", min_acc=thresholds.convnext_gate, soundness="strict",
-            policy=LowerConfidenceBound())
+    measure(
+        "convnext_tiny",
+        "pgd-at",
+        "autoattack",
+        min_acc=thresholds.convnext_gate,
+        soundness="strict",
+        policy=LowerConfidenceBound(),
+    )

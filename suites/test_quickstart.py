@@ -71,7 +71,8 @@ def test_adversarial_training_raises_robust_accuracy(  # type: ignore[no-untyped
 ) -> None:
     # min_acc=0: measure both on every sample (point estimates), then compare what was measured
     standard = assert_robust(model, pgd, eps=EPS, min_acc=0.0, context=STANDARD, policy=PointEstimate())
-    robust = assert_robust(adversarially_trained, pgd, eps=EPS, min_acc=0.0, context=CANDIDATE,
-                           policy=PointEstimate())
+    robust = assert_robust(
+        adversarially_trained, pgd, eps=EPS, min_acc=0.0, context=CANDIDATE, policy=PointEstimate()
+    )
     gain = robust.robust_acc - standard.robust_acc
     assert gain >= 0.2, f"PGD-AT gained only {gain:.3f} robust accuracy over standard training"

@@ -31,7 +31,11 @@ def _head(net: Any) -> torch.nn.Linear:
 
 def test_the_five_reference_architectures() -> None:
     assert REFERENCE_ARCHITECTURES == (
-        "resnet50", "densenet121", "mobilenetv2_100", "efficientnet_b2", "convnext_tiny"
+        "resnet50",
+        "densenet121",
+        "mobilenetv2_100",
+        "efficientnet_b2",
+        "convnext_tiny",
     )
 
 
@@ -121,8 +125,14 @@ def test_pretrained_offline_fails_fast_and_explains_local_weights(
         create_model("resnet50", num_classes=2, pretrained=True)
     assert time.perf_counter() - start < 10
     message = str(info.value)
-    for needed in ("HF_HUB_OFFLINE", "weights=", ".safetensors", "weights_only=True",
-                   "timm/resnet50", "classifier head"):
+    for needed in (
+        "HF_HUB_OFFLINE",
+        "weights=",
+        ".safetensors",
+        "weights_only=True",
+        "timm/resnet50",
+        "classifier head",
+    ):
         assert needed in message
 
 

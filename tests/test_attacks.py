@@ -21,8 +21,9 @@ ATTACKS = [FGSM(), PGD(steps=3), PGD(steps=2, restarts=2), PGD(steps=2, random_s
 
 def _random_case(seed: int, size: int, classes: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     with seeded(seed):
-        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                              nn.Linear(4 * size * size, classes)).eval()
+        model = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * size * size, classes)
+        ).eval()
     g = torch.Generator().manual_seed(seed)
     x = torch.rand((5, 3, size, size), generator=g)
     y = torch.randint(0, classes, (5,), generator=g)
@@ -75,9 +76,7 @@ def test_check_perturbation_rejects_violations() -> None:
     check_perturbation(x + 4 / 255, x, threat)  # exactly on the boundary is legal
 
 
-def test_pgd_is_not_weaker_than_fgsm_on_a_trained_model(
-    trained_tiny: nn.Module, blobs: ImageDataset
-) -> None:
+def test_pgd_is_not_weaker_than_fgsm_on_a_trained_model(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
     threat = ThreatModel(norm=Norm.LINF, eps=16 / 255)
     f = evaluate(trained_tiny, blobs, FGSM(), threat, device="cpu")
     p = evaluate(trained_tiny, blobs, PGD(steps=20), threat, device="cpu")

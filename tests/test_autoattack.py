@@ -266,8 +266,14 @@ def test_attack_name_and_backend_validation() -> None:
 def test_config_and_describe() -> None:
     auto = AutoAttack()
     assert json.loads(json.dumps(auto.config())) == {
-        "name": "autoattack", "backend": "auto", "attacks": "auto", "apgd_steps": 100,
-        "apgd_restarts": 1, "square_queries": 5000, "fab_restarts": 1, "batch_size": 500,
+        "name": "autoattack",
+        "backend": "auto",
+        "attacks": "auto",
+        "apgd_steps": 100,
+        "apgd_restarts": 1,
+        "square_queries": 5000,
+        "fab_restarts": 1,
+        "batch_size": 500,
     }
     assert auto.describe().startswith("AutoAttack(auto: APGD-CE+Square for 2 classes")
     explicit = AutoAttack(attacks=("apgd-ce", "square"))
@@ -317,28 +323,72 @@ def fake_module(name: str) -> tuple[types.ModuleType, list[dict[str, Any]]]:
     calls: list[dict[str, Any]] = []
 
     class Upstream(FakeAutoAttackBase):
-        def __init__(self, model: nn.Module, norm: str = "Linf", eps: float = 0.3, seed: int | None = None,
-                     verbose: bool = True, attacks_to_run: list[str] | None = None,
-                     version: str = "standard", is_tf_model: bool = False, device: Any = "cuda",
-                     log_path: str | None = None) -> None:
-            self._init(model, {"norm": norm, "eps": eps, "seed": seed, "verbose": verbose,
-                               "attacks_to_run": attacks_to_run, "version": version, "device": device,
-                               "log_path": log_path})
+        def __init__(
+            self,
+            model: nn.Module,
+            norm: str = "Linf",
+            eps: float = 0.3,
+            seed: int | None = None,
+            verbose: bool = True,
+            attacks_to_run: list[str] | None = None,
+            version: str = "standard",
+            is_tf_model: bool = False,
+            device: Any = "cuda",
+            log_path: str | None = None,
+        ) -> None:
+            self._init(
+                model,
+                {
+                    "norm": norm,
+                    "eps": eps,
+                    "seed": seed,
+                    "verbose": verbose,
+                    "attacks_to_run": attacks_to_run,
+                    "version": version,
+                    "device": device,
+                    "log_path": log_path,
+                },
+            )
 
-        def run_standard_evaluation(self, x_orig: torch.Tensor, y_orig: torch.Tensor, bs: int = 250,
-                                    return_labels: bool = False) -> Any:
+        def run_standard_evaluation(
+            self, x_orig: torch.Tensor, y_orig: torch.Tensor, bs: int = 250, return_labels: bool = False
+        ) -> Any:
             x_adv = self._run(x_orig, {"bs": bs, "return_labels": return_labels})
             return (x_adv, y_orig) if return_labels else x_adv
 
     class PyAutoAttack(FakeAutoAttackBase):
-        def __init__(self, model: nn.Module, *, attacks: list[str] | None = None, device: Any = "cpu",
-                     eps: float = 0.3, norm: str = "Linf", seed: int | None = None,
-                     version: str = "standard") -> None:
-            self._init(model, {"attacks": attacks, "device": device, "eps": eps, "norm": norm,
-                               "seed": seed, "version": version})
+        def __init__(
+            self,
+            model: nn.Module,
+            *,
+            attacks: list[str] | None = None,
+            device: Any = "cpu",
+            eps: float = 0.3,
+            norm: str = "Linf",
+            seed: int | None = None,
+            version: str = "standard",
+        ) -> None:
+            self._init(
+                model,
+                {
+                    "attacks": attacks,
+                    "device": device,
+                    "eps": eps,
+                    "norm": norm,
+                    "seed": seed,
+                    "version": version,
+                },
+            )
 
-        def run_standard_evaluation(self, x_orig: torch.Tensor, y_orig: torch.Tensor, /, *,
-                                    batch_size: int = 250, state_path: Any = None) -> Any:
+        def run_standard_evaluation(
+            self,
+            x_orig: torch.Tensor,
+            y_orig: torch.Tensor,
+            /,
+            *,
+            batch_size: int = 250,
+            state_path: Any = None,
+        ) -> Any:
             return self._run(x_orig, {"batch_size": batch_size}), y_orig
 
     cls = Upstream if name == "autoattack" else PyAutoAttack
@@ -348,11 +398,18 @@ def fake_module(name: str) -> tuple[types.ModuleType, list[dict[str, Any]]]:
     return module, calls
 
 
-@pytest.mark.parametrize(("backend", "blocked"), [("autoattack", None), ("auto", "pyautoattack"),
-                                                  ("pyautoattack", "autoattack"), ("auto", None)])
+@pytest.mark.parametrize(
+    ("backend", "blocked"),
+    [("autoattack", None), ("auto", "pyautoattack"), ("pyautoattack", "autoattack"), ("auto", None)],
+)
 def test_backend_wiring(
-    binary: Data, monkeypatch: pytest.MonkeyPatch, dummy_tracer: Any, backend: str, blocked: str | None,
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    binary: Data,
+    monkeypatch: pytest.MonkeyPatch,
+    dummy_tracer: Any,
+    backend: str,
+    blocked: str | None,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     expect = "autoattack" if backend == "autoattack" or blocked == "pyautoattack" else "pyautoattack"
     module, calls = fake_module(expect)
@@ -361,8 +418,15 @@ def test_backend_wiring(
         monkeypatch.setitem(sys.modules, blocked, None)
     caplog.set_level(logging.DEBUG, logger=ADAPTER_LOGGER)
     _model, x, _y = binary
-    attack = AutoAttack(backend=backend, attacks=("apgd-ce", "fab-t"), apgd_steps=10, apgd_restarts=2,
-                        square_queries=77, fab_restarts=3, batch_size=64)
+    attack = AutoAttack(
+        backend=backend,
+        attacks=("apgd-ce", "fab-t"),
+        apgd_steps=10,
+        apgd_restarts=2,
+        square_queries=77,
+        fab_restarts=3,
+        batch_size=64,
+    )
     state = torch.get_rng_state()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -400,8 +464,12 @@ def test_backend_wiring(
     assert torch.equal(torch.get_rng_state(), state)
     assert capsys.readouterr() == ("", "")
     logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
-    expected = ("fake autoattack stdout", "fake autoattack stderr", "fake check warning",
-                "fake logger warning")
+    expected = (
+        "fake autoattack stdout",
+        "fake autoattack stderr",
+        "fake check warning",
+        "fake logger warning",
+    )
     for text in expected:
         assert text in logged
     assert logging.getLogger("auto-attack").handlers == []
@@ -429,9 +497,14 @@ def test_eps_zero_and_empty_batch_skip_the_library(binary: Data, monkeypatch: py
     assert calls == []
 
 
-@pytest.mark.parametrize(("backend", "hint"), [("auto", "pip install pyautoattack"),
-                                               ("pyautoattack", "pip install pyautoattack"),
-                                               ("autoattack", "fra31/auto-attack")])
+@pytest.mark.parametrize(
+    ("backend", "hint"),
+    [
+        ("auto", "pip install pyautoattack"),
+        ("pyautoattack", "pip install pyautoattack"),
+        ("autoattack", "fra31/auto-attack"),
+    ],
+)
 def test_missing_backend(binary: Data, monkeypatch: pytest.MonkeyPatch, backend: str, hint: str) -> None:
     monkeypatch.setitem(sys.modules, "pyautoattack", None)
     monkeypatch.setitem(sys.modules, "autoattack", None)

@@ -146,12 +146,29 @@ def test_non_inferiority_error_rate_by_simulation() -> None:
 
 def test_non_inferiority_decisions_by_hand() -> None:
     p = NonInferiority()
-    one_each = Comparison(n=256, baseline_acc=0.8, candidate_acc=0.8, newly_broken=1, newly_robust=1,
-                          newly_broken_ids=("a",), newly_robust_ids=("b",), newly_broken_positions=(0,),
-                          same_model=False)
+    one_each = Comparison(
+        n=256,
+        baseline_acc=0.8,
+        candidate_acc=0.8,
+        newly_broken=1,
+        newly_robust=1,
+        newly_broken_ids=("a",),
+        newly_robust_ids=("b",),
+        newly_broken_positions=(0,),
+        same_model=False,
+    )
     assert p.compare(one_each).passed  # 1 broken, 1 fixed of 256: shown within 2 points
-    small = Comparison(n=64, baseline_acc=0.8, candidate_acc=0.8, newly_broken=0, newly_robust=0,
-                       newly_broken_ids=(), newly_robust_ids=(), newly_broken_positions=(), same_model=False)
+    small = Comparison(
+        n=64,
+        baseline_acc=0.8,
+        candidate_acc=0.8,
+        newly_broken=0,
+        newly_robust=0,
+        newly_broken_ids=(),
+        newly_robust_ids=(),
+        newly_broken_positions=(),
+        same_model=False,
+    )
     verdict = p.compare(small)
     assert not verdict.passed  # n=64 cannot show it
     assert "not shown to be non-inferior" in verdict.reason
@@ -203,8 +220,9 @@ def test_baseline_round_trip_is_sorted_and_deterministic(
     assert "torch" in d["versions"]
 
 
-def test_same_model_passes_and_regression_fails(trained_tiny: nn.Module, weaker: nn.Module,
-                                                blobs: ImageDataset, tmp_path: Path) -> None:
+def test_same_model_passes_and_regression_fails(
+    trained_tiny: nn.Module, weaker: nn.Module, blobs: ImageDataset, tmp_path: Path
+) -> None:
     base = Baseline.from_result(_gate(trained_tiny, blobs, eps=16 / 255).evaluation, test="t")
     path = tmp_path / "b.json"
     path.write_text(base.to_text())
@@ -227,8 +245,9 @@ def test_same_model_passes_and_regression_fails(trained_tiny: nn.Module, weaker:
     assert {e.index for e in result.evaluation.examples} <= set(comp.newly_broken_positions)
 
 
-def test_baseline_on_other_data_attack_or_threat_is_an_error(trained_tiny: nn.Module, blobs: ImageDataset,
-                                                             tmp_path: Path) -> None:
+def test_baseline_on_other_data_attack_or_threat_is_an_error(
+    trained_tiny: nn.Module, blobs: ImageDataset, tmp_path: Path
+) -> None:
     base = Baseline.from_result(_gate(trained_tiny, blobs, n=64).evaluation, test="t")
     with pytest.raises(BaselineError, match=r"(?s)attack: .*--robust-baseline-update"):
         _gate(trained_tiny, blobs, n=64, baseline=base, attack=PGD(steps=6))
@@ -236,8 +255,13 @@ def test_baseline_on_other_data_attack_or_threat_is_an_error(trained_tiny: nn.Mo
         _gate(trained_tiny, blobs, n=64, baseline=base, eps=2 / 255)
     with pytest.raises(BaselineError, match=r"data: .* ids differ"):
         _gate(trained_tiny, blobs, n=65, baseline=base)
-    shifted = ImageDataset(images=(blobs.images * 0.99), labels=blobs.labels, classes=blobs.classes,
-                           name=blobs.name, synthetic=True)
+    shifted = ImageDataset(
+        images=(blobs.images * 0.99),
+        labels=blobs.labels,
+        classes=blobs.classes,
+        name=blobs.name,
+        synthetic=True,
+    )
     with pytest.raises(BaselineError, match="same sample ids with other pixels"):
         _gate(trained_tiny, shifted, n=64, baseline=base)
     bad = tmp_path / "bad.json"
@@ -269,10 +293,28 @@ def test_relative_path_is_safe_and_unique() -> None:
 
 
 def test_verdict_parts_round_trip() -> None:
-    part = Verdict(passed=False, policy="p", statistic="s", measured=0.1, required=0.2, interval=(0.0, 0.3),
-                   confidence=0.95, reason="r", details={"newly_broken": 3})
-    v = Verdict(passed=False, policy="p", statistic="s", measured=0.1, required=0.2, interval=(0.0, 0.3),
-                confidence=0.95, reason="r", parts=(part,))
+    part = Verdict(
+        passed=False,
+        policy="p",
+        statistic="s",
+        measured=0.1,
+        required=0.2,
+        interval=(0.0, 0.3),
+        confidence=0.95,
+        reason="r",
+        details={"newly_broken": 3},
+    )
+    v = Verdict(
+        passed=False,
+        policy="p",
+        statistic="s",
+        measured=0.1,
+        required=0.2,
+        interval=(0.0, 0.3),
+        confidence=0.95,
+        reason="r",
+        parts=(part,),
+    )
     assert Verdict.from_json(json.loads(json.dumps(v.to_json()))) == v
 
 

@@ -85,17 +85,20 @@ def test_mismatched_attack_or_threat_is_a_clear_error(inner: pytest.Pytester) ->
     inner.makepyfile(test_bl_gate=TEST.format(attack="fgsm", eps="8/255"))
     other_attack = inner.runpytest("--robust-baseline=b", *ARGS)
     other_attack.assert_outcomes(failed=1)
-    other_attack.stdout.fnmatch_lines([
-        "*BaselineError: baseline *test_release.json was measured on something else*",
-        "*attack: baseline*",
-        "*regenerate it with --robust-baseline-update*",
-    ])
+    other_attack.stdout.fnmatch_lines(
+        [
+            "*BaselineError: baseline *test_release.json was measured on something else*",
+            "*attack: baseline*",
+            "*regenerate it with --robust-baseline-update*",
+        ]
+    )
     inner.makepyfile(test_bl_gate=TEST.format(attack="pgd", eps="4/255"))
     other_threat = inner.runpytest("--robust-baseline=b", *ARGS)
     other_threat.assert_outcomes(failed=1)
     other_threat.stdout.fnmatch_lines(["*threat model: baseline*"])
-    other_data = inner.runpytest("--robust-baseline=b", "--robust-profile=smoke", "--robust-n=100",
-                                 "-p", "no:cacheprovider")
+    other_data = inner.runpytest(
+        "--robust-baseline=b", "--robust-profile=smoke", "--robust-n=100", "-p", "no:cacheprovider"
+    )
     other_data.assert_outcomes(failed=1)
 
 
@@ -114,8 +117,9 @@ def test_never_overwrites_a_users_file_and_update_needs_a_folder(inner: pytest.P
 
 def test_xdist_writes_the_same_files_as_one_process(inner: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
-    inner.makepyfile(test_more=textwrap.dedent(
-        """
+    inner.makepyfile(
+        test_more=textwrap.dedent(
+            """
         import pytest
 
         @pytest.mark.parametrize("eps", [2/255, 16/255])
@@ -123,7 +127,8 @@ def test_xdist_writes_the_same_files_as_one_process(inner: pytest.Pytester) -> N
             assert_robust(model, fgsm, eps=eps, min_acc=0.0)
             assert_robust(model, "fgsm", eps=eps / 2, min_acc=0.0)  # a second gate: its own file
         """
-    ))
+        )
+    )
     inner.runpytest("--robust-baseline=serial", "-n", "0", *ARGS).assert_outcomes(failed=3)
     inner.runpytest("--robust-baseline=parallel", "-n", "2", *ARGS).assert_outcomes(failed=3)
     serial, parallel = _files(inner.path / "serial"), _files(inner.path / "parallel")
@@ -134,12 +139,14 @@ def test_xdist_writes_the_same_files_as_one_process(inner: pytest.Pytester) -> N
 def test_an_explicit_baseline_argument_wins(inner: pytest.Pytester) -> None:
     inner.runpytest("--robust-baseline=b", *ARGS).assert_outcomes(failed=1)  # creates b/...
     stored = inner.path / "b" / "test_bl_gate.py" / "test_release.json"
-    inner.makepyfile(test_bl_gate=textwrap.dedent(
-        f"""
+    inner.makepyfile(
+        test_bl_gate=textwrap.dedent(
+            f"""
         def test_release(assert_robust, model, pgd):
             assert_robust(model, pgd, eps=8/255, min_acc=0.0, baseline={str(stored)!r})
         """
-    ))
+        )
+    )
     result = inner.runpytest("--robust-baseline=other", *ARGS)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*vs baseline +0.000 (0 newly broken, 0 newly robust) PASS*"])

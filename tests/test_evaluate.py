@@ -99,8 +99,9 @@ def test_bad_pixels(trained_tiny: nn.Module, blobs: ImageDataset, transform: Any
 
 
 def test_empty_data_set(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
-    empty = ImageDataset(images=blobs.images[:0], labels=blobs.labels[:0], classes=blobs.classes,
-                         name="empty", synthetic=True)
+    empty = ImageDataset(
+        images=blobs.images[:0], labels=blobs.labels[:0], classes=blobs.classes, name="empty", synthetic=True
+    )
     with pytest.raises(RobustDataError, match="empty"):
         evaluate(trained_tiny, empty, "fgsm", THREAT, device="cpu")
 
@@ -117,8 +118,15 @@ class Cheater:
     def describe(self) -> str:
         return "Cheater"
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                generator: torch.Generator) -> torch.Tensor:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        *,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         return (1 - x).clamp(0, 1)
 
 

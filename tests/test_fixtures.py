@@ -43,8 +43,13 @@ def test_isic_fixtures_and_checkpoint_factory(pytester: pytest.Pytester, tmp_pat
             assert checkpoint("small_cnn", "pgd-at") is model   # built once per session
         """
     )
-    args = ("--robust-profile=smoke", f"--robust-data={data}", f"--robust-cache-dir={tmp_path / 'c'}",
-            "-p", "no:cacheprovider")
+    args = (
+        "--robust-profile=smoke",
+        f"--robust-data={data}",
+        f"--robust-cache-dir={tmp_path / 'c'}",
+        "-p",
+        "no:cacheprovider",
+    )
     pytester.runpytest(*args).assert_outcomes(passed=2)
     # decoded once: the second run reads the decode cache and the checkpoint cache
     assert any((tmp_path / "c" / "decoded").rglob("*.safetensors"))

@@ -34,8 +34,9 @@ def test_pass_returns_a_frozen_result(trained_tiny: nn.Module, blobs: ImageDatas
 
 def test_failure_message_is_actionable(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
     with pytest.raises(RobustnessFailure) as info:
-        assert_robust(trained_tiny, PGD(steps=10), eps=32 / 255, min_acc=0.9, data=blobs, n=100,
-                      device="cpu", seed=3)
+        assert_robust(
+            trained_tiny, PGD(steps=10), eps=32 / 255, min_acc=0.9, data=blobs, n=100, device="cpu", seed=3
+        )
     msg = str(info.value)
     result = info.value.result
     assert result.robust_acc < 0.9
@@ -52,11 +53,20 @@ def test_failure_message_is_actionable(trained_tiny: nn.Module, blobs: ImageData
 def test_lower_confidence_bound_is_stricter(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
     point = assert_robust(trained_tiny, "fgsm", eps=0.0, min_acc=0.0, data=blobs, n=20, device="cpu")
     acc = point.robust_acc
-    assert_robust(trained_tiny, "fgsm", eps=0.0, min_acc=acc, data=blobs, n=20, device="cpu",
-                  policy=PointEstimate())
+    assert_robust(
+        trained_tiny, "fgsm", eps=0.0, min_acc=acc, data=blobs, n=20, device="cpu", policy=PointEstimate()
+    )
     with pytest.raises(RobustnessFailure, match="lower bound"):
-        assert_robust(trained_tiny, "fgsm", eps=0.0, min_acc=acc, data=blobs, n=20, device="cpu",
-                      policy=LowerConfidenceBound())
+        assert_robust(
+            trained_tiny,
+            "fgsm",
+            eps=0.0,
+            min_acc=acc,
+            data=blobs,
+            n=20,
+            device="cpu",
+            policy=LowerConfidenceBound(),
+        )
 
 
 @pytest.mark.parametrize(

@@ -36,11 +36,26 @@ def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*robustness testing (pytest-robust)*"])
     out = result.stdout.str()
-    for flag in ("--robust-profile", "--robust-device", "--robust-seed", "--robust-n", "--robust-data",
-                 "--robust-cache-dir", "--robust-threads", "--robust-retrain", "--robust-soundness"):
+    for flag in (
+        "--robust-profile",
+        "--robust-device",
+        "--robust-seed",
+        "--robust-n",
+        "--robust-data",
+        "--robust-cache-dir",
+        "--robust-threads",
+        "--robust-retrain",
+        "--robust-soundness",
+    ):
         assert flag in out
-    for ini in ("robust_profile", "robust_device", "robust_seed", "robust_n", "robust_data",
-                "robust_cache_dir"):
+    for ini in (
+        "robust_profile",
+        "robust_device",
+        "robust_seed",
+        "robust_n",
+        "robust_data",
+        "robust_cache_dir",
+    ):
         assert ini in out
 
 
@@ -325,21 +340,25 @@ def test_masked_models_are_unsound_under_the_default_policy(inner: pytest.Pytest
     result = inner.runpytest("--robust-profile=smoke", "--robust-device=cpu", "-p", "no:randomly")
     result.assert_outcomes(failed=3)
     out = result.stdout.str()
-    result.stdout.fnmatch_lines([
-        "*E   UnsoundEvaluation: robustness gate UNSOUND: * soundness check(s) failed*(the gate cannot pass; "
-        "soundness=strict)",
-        "*check saturation: *",
-        "*why *",
-        "*to fix *",
-        "*measured (not trusted): *robust accuracy * >= required 0.500*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*E   UnsoundEvaluation: robustness gate UNSOUND: * soundness check(s) failed*"
+            "(the gate cannot pass; soundness=strict)",
+            "*check saturation: *",
+            "*why *",
+            "*to fix *",
+            "*measured (not trusted): *robust accuracy * >= required 0.500*",
+        ]
+    )
     assert "E   RobustnessFailure: robustness gate FAILED" in out  # the honest base model fails on its number
-    result.stdout.fnmatch_lines([
-        "*robustness summary*",
-        "FAIL test_masked_models_are_unsound_under_the_default_policy.py::test_base: pgd*",
-        "UNSOUND test_masked_models_are_unsound_under_the_default_policy.py::test_scaled: pgd*",
-        "    unsound: saturation: *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*robustness summary*",
+            "FAIL test_masked_models_are_unsound_under_the_default_policy.py::test_base: pgd*",
+            "UNSOUND test_masked_models_are_unsound_under_the_default_policy.py::test_scaled: pgd*",
+            "    unsound: saturation: *",
+        ]
+    )
 
 
 def test_warn_policy_passes_but_marks_unsound(inner: pytest.Pytester) -> None:

@@ -149,9 +149,10 @@ def test_rows_metrics_and_table() -> None:
     assert frame.loc[0, "time_total_s"] == 1.0
     # text a spreadsheet would run as a formula is neutralised in results.csv (numbers are not)
     hostile = {**result, "context": {"model": '=HYPERLINK("http://x","y")', "arch": "@SUM(A1)"}}
-    frame = res.rows_frame(res.build_document([res.TestRecord(nodeid="-t::a", results=[hostile])],
-                                              run={}, manifest={}))
-    assert frame.loc[0, "model"] == "'=HYPERLINK(\"http://x\",\"y\")"
+    frame = res.rows_frame(
+        res.build_document([res.TestRecord(nodeid="-t::a", results=[hostile])], run={}, manifest={})
+    )
+    assert frame.loc[0, "model"] == '\'=HYPERLINK("http://x","y")'
     assert frame.loc[0, "nodeid"] == "'-t::a"
     assert frame.loc[0, "robust_acc"] == 0.25
 
@@ -594,24 +595,47 @@ def _sample_id(i: int) -> str:
     return HOSTILE_ID if i == 2 else f"test/{CLASSES[i % 2]}/ISIC_{i:07d}.jpg"
 
 
-def _part(statistic: str, policy: str, *, passed: bool = True, measured: float = 0.5,
-          required: float = 0.4, interval: tuple[float, float] = (0.3, 0.7),
-          details: dict[str, Any] | None = None) -> dict[str, Any]:
+def _part(
+    statistic: str,
+    policy: str,
+    *,
+    passed: bool = True,
+    measured: float = 0.5,
+    required: float = 0.4,
+    interval: tuple[float, float] = (0.3, 0.7),
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One requirement's verdict (``Verdict.to_json()`` of :mod:`pytest_robust.policies`)."""
     return {
-        "passed": passed, "status": "pass" if passed else "fail", "policy": policy, "statistic": statistic,
-        "measured": measured, "required": required, "interval": list(interval), "confidence": 0.95,
-        "reason": f"{statistic}: r", "sound": True, "soundness": "strict", "failed_checks": [],
-        "parts": [], "details": details or {},
+        "passed": passed,
+        "status": "pass" if passed else "fail",
+        "policy": policy,
+        "statistic": statistic,
+        "measured": measured,
+        "required": required,
+        "interval": list(interval),
+        "confidence": 0.95,
+        "reason": f"{statistic}: r",
+        "sound": True,
+        "soundness": "strict",
+        "failed_checks": [],
+        "parts": [],
+        "details": details or {},
     }
 
 
 def _example(index: int, label: int, adv_pred: int) -> dict[str, Any]:
     image = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(index))
     return {
-        "index": index, "label": label, "clean_pred": label, "adv_pred": adv_pred,
-        "clean_confidence": 0.9, "adv_confidence": 0.8, "linf": 4 / 255,
-        "original_png": png_base64(image), "perturbation_png": png_base64(image),
+        "index": index,
+        "label": label,
+        "clean_pred": label,
+        "adv_pred": adv_pred,
+        "clean_confidence": 0.9,
+        "adv_confidence": 0.8,
+        "linf": 4 / 255,
+        "original_png": png_base64(image),
+        "perturbation_png": png_base64(image),
         "adversarial_png": png_base64(image),
     }
 
@@ -630,11 +654,18 @@ def _clinical_result(
     labels = [i % 2 for i in range(n)]
     adv = [1 - y if i < broken else y for i, y in enumerate(labels)]
     ev.update(
-        n=n, labels=labels, clean_pred=labels, adv_pred=adv, clean_correct=[True] * n,
+        n=n,
+        labels=labels,
+        clean_pred=labels,
+        adv_pred=adv,
+        clean_correct=[True] * n,
         robust_correct=[a == y for a, y in zip(adv, labels, strict=True)],
-        clean_scores=[float(y) for y in labels], adv_scores=[float(a) for a in adv],
-        robust_acc=(n - broken) / n, broken_by=["pgd" if i < broken else "" for i in range(n)],
-        sample_ids=[_sample_id(i) for i in range(n)], positive_label=1,
+        clean_scores=[float(y) for y in labels],
+        adv_scores=[float(a) for a in adv],
+        robust_acc=(n - broken) / n,
+        broken_by=["pgd" if i < broken else "" for i in range(n)],
+        sample_ids=[_sample_id(i) for i in range(n)],
+        positive_label=1,
         clinical=clinical(labels, labels, adv, positive_label=1, classes=CLASSES).to_json(),
     )
     ev["data"] = {**ev["data"], "classes": CLASSES}
@@ -645,21 +676,38 @@ def _clinical_result(
     ]
     if baseline:
         details = {
-            "baseline": "baselines/m.json", "n": n, "baseline_robust_acc": 23 / 24,
-            "candidate_robust_acc": ev["robust_acc"], "newly_broken": 12, "newly_robust": 1,
-            "newly_broken_ids": [_sample_id(i) for i in range(10)], "newly_robust_ids": [_sample_id(20)],
+            "baseline": "baselines/m.json",
+            "n": n,
+            "baseline_robust_acc": 23 / 24,
+            "candidate_robust_acc": ev["robust_acc"],
+            "newly_broken": 12,
+            "newly_robust": 1,
+            "newly_broken_ids": [_sample_id(i) for i in range(10)],
+            "newly_robust_ids": [_sample_id(20)],
             "same_model": False,
         }
-        parts.append(_part("robust accuracy difference vs baseline", "non-inferiority(margin=0.02, "
-                           "confidence=0.95)", passed=False, measured=ev["robust_acc"] - 23 / 24,
-                           required=-0.02, interval=(-0.6, -0.25), details=details))
+        parts.append(
+            _part(
+                "robust accuracy difference vs baseline",
+                "non-inferiority(margin=0.02, confidence=0.95)",
+                passed=False,
+                measured=ev["robust_acc"] - 23 / 24,
+                required=-0.02,
+                interval=(-0.6, -0.25),
+                details=details,
+            )
+        )
         # newly broken first: #3 is listed, #11 is newly broken beyond the listed ids, #20 held
         ev["examples"] = [_example(3, 1, 0), _example(11, 1, 0), _example(20, 0, 0)]
     if sequential:
         ev["data"] = {**ev["data"], "available": 4 * n}
-        vd.update(policy="sequential(confidence=0.95)", statistic="robust accuracy",
-                  measured=ev["robust_acc"], required=0.4,
-                  details={"used": n, "available": 4 * n, "sequential": "pass", "horizon": 2 * n})
+        vd.update(
+            policy="sequential(confidence=0.95)",
+            statistic="robust accuracy",
+            measured=ev["robust_acc"],
+            required=0.4,
+            details={"used": n, "available": 4 * n, "sequential": "pass", "horizon": 2 * n},
+        )
         parts = []
     vd["parts"] = parts
     vd["passed"] = all(p["passed"] for p in parts) if parts else True
@@ -672,11 +720,13 @@ def _clinical_result(
 
 def _clinical_document() -> dict[str, Any]:
     records = [
-        res.TestRecord(nodeid="t::baseline", outcome="failed",
-                       results=[_clinical_result(model="cand", baseline=True)]),
+        res.TestRecord(
+            nodeid="t::baseline", outcome="failed", results=[_clinical_result(model="cand", baseline=True)]
+        ),
         res.TestRecord(nodeid="t::plain", results=[_clinical_result(model="plain", broken=6)]),
-        res.TestRecord(nodeid="t::seq", results=[_clinical_result(model="seq", n=8, broken=2,
-                                                                   sequential=True)]),
+        res.TestRecord(
+            nodeid="t::seq", results=[_clinical_result(model="seq", n=8, broken=2, sequential=True)]
+        ),
     ]
     return res.build_document(records, run=RUN, manifest=MANIFEST)
 
@@ -693,8 +743,13 @@ def test_gates_table_shows_clinical_numbers_the_baseline_and_each_policy() -> No
     assert "<b>x</b>" not in html
     table = _between(html, 'id="gates-table"', "</table>")
     head = table[: table.index('<tr class="gate">')]
-    for column in ("robust sens", "robust spec", "flipped<br><span class=\"small\">malignant → benign</span>",
-                   "vs baseline", "requirements (policy)"):
+    for column in (
+        "robust sens",
+        "robust spec",
+        'flipped<br><span class="small">malignant → benign</span>',
+        "vs baseline",
+        "requirements (policy)",
+    ):
         assert column in head, column
     rows = table.split('<tr class="gate">')[1:]
     assert len(rows) == 3

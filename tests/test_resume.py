@@ -119,8 +119,13 @@ def _tiny_run(resume: Path, **overrides: Any) -> TrainConfig:
     config = TrainConfig(**{"epochs": 1, "batch_size": 32, "lr": 1e-3, **overrides})
     with seeded(0):
         model = small_cnn(2, width=4)
-    train(model, generate_synthetic(32, size=16, seed=0, split="train"), config, progress=False,
-          resume_dir=resume)
+    train(
+        model,
+        generate_synthetic(32, size=16, seed=0, split="train"),
+        config,
+        progress=False,
+        resume_dir=resume,
+    )
     return config
 
 
@@ -137,10 +142,12 @@ def smoke_data() -> Any:
 
 
 def test_build_checkpoint_miss_then_hit(tmp_path: Path, smoke_data: Any) -> None:
-    first = build_checkpoint("small_cnn", "standard", "smoke", smoke_data, seed=0, cache_dir=tmp_path,
-                             device="cpu", progress=False)
-    second = build_checkpoint("small_cnn", "standard", SMOKE, smoke_data, seed=0, cache_dir=tmp_path,
-                              device="cpu", progress=False)
+    first = build_checkpoint(
+        "small_cnn", "standard", "smoke", smoke_data, seed=0, cache_dir=tmp_path, device="cpu", progress=False
+    )
+    second = build_checkpoint(
+        "small_cnn", "standard", SMOKE, smoke_data, seed=0, cache_dir=tmp_path, device="cpu", progress=False
+    )
     assert (first.hit, second.hit) == (False, True)
     assert first.key == second.key
     second_state = second.model.state_dict()
@@ -153,8 +160,9 @@ def test_build_checkpoint_miss_then_hit(tmp_path: Path, smoke_data: Any) -> None
     assert [e["epoch"] for e in meta["train"]["epochs"]] == [1]
     assert set(meta["train"]["versions"]) >= {"torch", "timm"}
     assert not (CheckpointCache(tmp_path).entry(first.key) / RESUME_DIR).exists()
-    other_seed = build_checkpoint("small_cnn", "standard", SMOKE, smoke_data, seed=1, cache_dir=tmp_path,
-                                  device="cpu", progress=False)
+    other_seed = build_checkpoint(
+        "small_cnn", "standard", SMOKE, smoke_data, seed=1, cache_dir=tmp_path, device="cpu", progress=False
+    )
     assert not other_seed.hit
     assert other_seed.key != first.key
 
@@ -169,21 +177,37 @@ def test_pgd_at_fine_tunes_the_cached_standard_model(
         return train(*args, **kwargs)
 
     monkeypatch.setattr(checkpoints, "train", spy)
-    robust = build_checkpoint("small_cnn", "pgd-at", SMOKE, smoke_data, seed=0, cache_dir=tmp_path,
-                              device="cpu", progress=False)
+    robust = build_checkpoint(
+        "small_cnn", "pgd-at", SMOKE, smoke_data, seed=0, cache_dir=tmp_path, device="cpu", progress=False
+    )
     data = training_data(smoke_data, SMOKE, seed=0)
     standard_key = spec_key(checkpoint_spec("small_cnn", "standard", SMOKE, data, seed=0))
     assert robust.meta["spec"]["init"] == standard_key
     cache = CheckpointCache(tmp_path)
     assert (cache.entry(standard_key) / "model.safetensors").is_file()
     assert resume_dirs == [cache.entry(standard_key) / RESUME_DIR, cache.entry(robust.key) / RESUME_DIR]
-    again = build_checkpoint("small_cnn", Recipe.PGD_AT, SMOKE, smoke_data, seed=0, cache_dir=tmp_path,
-                             device="cpu", progress=False)
+    again = build_checkpoint(
+        "small_cnn",
+        Recipe.PGD_AT,
+        SMOKE,
+        smoke_data,
+        seed=0,
+        cache_dir=tmp_path,
+        device="cpu",
+        progress=False,
+    )
     assert again.hit
     assert len(resume_dirs) == 2
 
 
 def test_build_checkpoint_checks_the_image_size(tmp_path: Path) -> None:
     with pytest.raises(RobustConfigError, match=r"32x32 images.*size=32"):
-        build_checkpoint("small_cnn", "standard", SMOKE, generate_synthetic(8, size=16, seed=0),
-                         seed=0, cache_dir=tmp_path, device="cpu")
+        build_checkpoint(
+            "small_cnn",
+            "standard",
+            SMOKE,
+            generate_synthetic(8, size=16, seed=0),
+            seed=0,
+            cache_dir=tmp_path,
+            device="cpu",
+        )

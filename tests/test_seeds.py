@@ -125,8 +125,13 @@ def test_findings_of_one_name_are_told_apart_by_their_claim() -> None:
     """The suite records one finding name per architecture: each claim is judged across seeds alone."""
 
     def finding(arch: str, seed: int, holds: bool) -> dict[str, object]:
-        return {"name": "collapses", "claim": f"{arch} collapses", "measured": "-", "holds": holds,
-                "seed": seed}
+        return {
+            "name": "collapses",
+            "claim": f"{arch} collapses",
+            "measured": "-",
+            "holds": holds,
+            "seed": seed,
+        }
 
     document = {
         "manifest": {"config": {"seeds": [0, 1]}},

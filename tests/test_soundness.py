@@ -113,8 +113,15 @@ def test_no_false_alarm_on_an_honest_robust_model(
     assert result.verdict.status == "pass"
     statuses = {c.name: c.status for c in result.evaluation.checks}
     assert set(statuses.values()) <= {PASS, SKIP}
-    for name in ("gradient", "gradient-direction", "saturation", "determinism", "output-form",
-                 "batch-independence", "black-box"):
+    for name in (
+        "gradient",
+        "gradient-direction",
+        "saturation",
+        "determinism",
+        "output-form",
+        "batch-independence",
+        "black-box",
+    ):
         assert statuses[name] == PASS, name
     assert statuses["unbounded"] == (SKIP if attack == "fgsm" else PASS)
     if attack == "ensemble":

@@ -18,8 +18,9 @@ def _trained(recipe: Recipe, n: int, epochs: int, seed: int = 0) -> torch.nn.Mod
     data = generate_synthetic(n, size=32, seed=0, split="train")
     with seeded(seed):
         model = small_cnn()
-    config = TrainConfig(recipe=recipe, epochs=epochs, lr=2e-3, seed=seed, at_eps=8 / 255, at_steps=5,
-                         at_step_size=2.5 / 255)
+    config = TrainConfig(
+        recipe=recipe, epochs=epochs, lr=2e-3, seed=seed, at_eps=8 / 255, at_steps=5, at_step_size=2.5 / 255
+    )
     report = train(model, data, config, progress=False)
     assert [e.epoch for e in report.epochs] == list(range(1, epochs + 1))
     return model

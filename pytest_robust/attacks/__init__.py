@@ -23,8 +23,20 @@ from pytest_robust.attacks.gradient import FGSM, PGD, NoAttack
 from pytest_robust.errors import RobustConfigError
 
 __all__ = [
-    "ATTACKS", "BUILTIN_ATTACKS", "FGSM", "PGD", "Attack", "AttackOutcome", "AutoAttack", "Ensemble",
-    "NoAttack", "coerce_attack", "make_attack", "register_attack", "run_attack", "unregister_attack",
+    "ATTACKS",
+    "BUILTIN_ATTACKS",
+    "FGSM",
+    "PGD",
+    "Attack",
+    "AttackOutcome",
+    "AutoAttack",
+    "Ensemble",
+    "NoAttack",
+    "coerce_attack",
+    "make_attack",
+    "register_attack",
+    "run_attack",
+    "unregister_attack",
 ]
 
 BUILTIN_ATTACKS: Mapping[str, Callable[..., Attack]] = MappingProxyType(

@@ -47,8 +47,14 @@ _WHY = {
     "apgd-dlr": "its DLR loss uses the 3rd-largest logit",
     "apgd-t": "its targeted DLR loss uses the 3rd- and 4th-largest logits",
 }
-_LABEL = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab": "FAB",
-          "fab-t": "FAB-T", "square": "Square"}
+_LABEL = {
+    "apgd-ce": "APGD-CE",
+    "apgd-dlr": "APGD-DLR",
+    "apgd-t": "APGD-T",
+    "fab": "FAB",
+    "fab-t": "FAB-T",
+    "square": "Square",
+}
 _INSTALL_HINT = "pip install pyautoattack"
 #: Sub-attacks that use no gradient.
 BLACK_BOX = frozenset({"square"})
@@ -162,8 +168,10 @@ class AutoAttack:
             f"{'+'.join(_LABEL[a] for a in auto_attacks(n))} for {label}"
             for n, label in ((2, "2 classes"), (3, "3"), (4, ">=4"))
         )
-        return (f"AutoAttack(auto: {sets}; {self._part('apgd-ce').removeprefix('APGD-CE ')} per "
-                f"APGD, {self._part('square')})")
+        return (
+            f"AutoAttack(auto: {sets}; {self._part('apgd-ce').removeprefix('APGD-CE ')} per "
+            f"APGD, {self._part('square')})"
+        )
 
     def plan(self, n_classes: int, threat: ThreatModel, seed: int, device: torch.device) -> _Plan:
         """Resolve the sub-attacks for ``n_classes``; raise RobustConfigError if one is invalid."""
@@ -244,29 +252,48 @@ class AutoAttack:
             idx = torch.tensor(todo, device=x.device)
             with _shielded(x.device, module, flags):
                 adv = run(module, self, model, x[idx].detach(), y[idx].detach(), plan, sub)
-            keep_fooled(model, adv.detach().to(device=x.device, dtype=x.dtype), y[idx], todo, x_adv,
-                        broken_by, sub)
-        return AttackOutcome(x_adv=x_adv, broken_by=tuple(broken_by), flags=tuple(dict.fromkeys(flags)),
-                             parts=parts)
+            keep_fooled(
+                model, adv.detach().to(device=x.device, dtype=x.dtype), y[idx], todo, x_adv, broken_by, sub
+            )
+        return AttackOutcome(
+            x_adv=x_adv, broken_by=tuple(broken_by), flags=tuple(dict.fromkeys(flags)), parts=parts
+        )
 
 
-def _run_pyautoattack(module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor,
-                      y: torch.Tensor, plan: _Plan, sub: str) -> torch.Tensor:
+def _run_pyautoattack(
+    module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: _Plan, sub: str
+) -> torch.Tensor:
     """pyautoattack >= 0.2: keyword-only constructor, returns ``(x_adv, y_adv)``."""
-    adversary = module.AutoAttack(model, attacks=[sub], device=plan.device,
-                                  eps=plan.eps, norm=plan.norm, seed=plan.seed, version="custom")
+    adversary = module.AutoAttack(
+        model,
+        attacks=[sub],
+        device=plan.device,
+        eps=plan.eps,
+        norm=plan.norm,
+        seed=plan.seed,
+        version="custom",
+    )
     attack.configure(adversary, plan)
     if not attack.library_checks:
         return _direct(adversary, sub, x, y, plan)
     return _first(adversary.run_standard_evaluation(x, y, batch_size=attack.batch_size))
 
 
-def _run_upstream(module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor,
-                  y: torch.Tensor, plan: _Plan, sub: str) -> torch.Tensor:
+def _run_upstream(
+    module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: _Plan, sub: str
+) -> torch.Tensor:
     """Upstream fra31/auto-attack: ``attacks_to_run``, ``bs``, returns x_adv."""
-    adversary = module.AutoAttack(model, norm=plan.norm, eps=plan.eps, seed=plan.seed, verbose=False,
-                                  attacks_to_run=[sub], version="custom",
-                                  device=plan.device, log_path=None)
+    adversary = module.AutoAttack(
+        model,
+        norm=plan.norm,
+        eps=plan.eps,
+        seed=plan.seed,
+        verbose=False,
+        attacks_to_run=[sub],
+        version="custom",
+        device=plan.device,
+        log_path=None,
+    )
     attack.configure(adversary, plan)
     if not attack.library_checks:
         return _direct(adversary, sub, x, y, plan)
@@ -307,12 +334,16 @@ def _import_backend(requested: str) -> tuple[str, Any]:
             return name, importlib.import_module(name)
         except ImportError as exc:
             failures.append(f"{name}: {exc}")
-    hint = _INSTALL_HINT if requested != "autoattack" else (
-        "pip install git+https://github.com/fra31/auto-attack (or use backend='pyautoattack' "
-        f"after {_INSTALL_HINT})")
+    hint = (
+        _INSTALL_HINT
+        if requested != "autoattack"
+        else (
+            "pip install git+https://github.com/fra31/auto-attack (or use backend='pyautoattack' "
+            f"after {_INSTALL_HINT})"
+        )
+    )
     raise AttackUnavailableError(
-        f"the autoattack attack needs the AutoAttack library ({'; '.join(failures)}). "
-        f"Install it with: {hint}"
+        f"the autoattack attack needs the AutoAttack library ({'; '.join(failures)}). Install it with: {hint}"
     )
 
 
@@ -355,8 +386,11 @@ def _shielded(device: torch.device, module: Any = None, flags: list[str] | None 
     flags = flags if flags is not None else []
     if module is not None:
         _reset_library_state(module)
-    cuda = {device.index if device.index is not None else torch.cuda.current_device()} \
-        if device.type == "cuda" else set()
+    cuda = (
+        {device.index if device.index is not None else torch.cuda.current_device()}
+        if device.type == "cuda"
+        else set()
+    )
     if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         cuda.add(torch.cuda.current_device())
     tracer = sys.gettrace()
@@ -367,8 +401,12 @@ def _shielded(device: torch.device, module: Any = None, flags: list[str] | None 
     stdout, stderr = io.StringIO(), io.StringIO()
     caught: list[warnings.WarningMessage] = []
     try:
-        with (torch.random.fork_rng(devices=sorted(cuda)), warnings.catch_warnings(record=True) as w,
-              contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr)):
+        with (
+            torch.random.fork_rng(devices=sorted(cuda)),
+            warnings.catch_warnings(record=True) as w,
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
             warnings.simplefilter("always")
             try:
                 yield
@@ -385,5 +423,8 @@ def _shielded(device: torch.device, module: Any = None, flags: list[str] | None 
         for text in (stdout.getvalue(), stderr.getvalue()):
             if text.strip():
                 _LOG.debug("autoattack output:\n%s", text.rstrip())
-            flags.extend(line.strip().removeprefix("Warning:").strip() for line in text.splitlines()
-                         if line.strip().startswith("Warning:"))
+            flags.extend(
+                line.strip().removeprefix("Warning:").strip()
+                for line in text.splitlines()
+                if line.strip().startswith("Warning:")
+            )

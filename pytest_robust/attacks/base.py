@@ -116,8 +116,13 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tenso
 
 
 def keep_fooled(
-    model: nn.Module, adv: torch.Tensor, y: torch.Tensor, todo: list[int], x_adv: torch.Tensor,
-    broken_by: list[str], label: str | list[str],
+    model: nn.Module,
+    adv: torch.Tensor,
+    y: torch.Tensor,
+    todo: list[int],
+    x_adv: torch.Tensor,
+    broken_by: list[str],
+    label: str | list[str],
 ) -> None:
     """Record the samples ``adv`` fools: ``adv`` holds the attacked samples ``todo`` (indices into
     ``x_adv``/``broken_by``, labels ``y``); a fooled one gets its adversarial input and ``label``

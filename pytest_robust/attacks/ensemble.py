@@ -42,8 +42,9 @@ class Ensemble:
     def labels(self) -> tuple[str, ...]:
         """A distinct label per member: its name, numbered when a name repeats."""
         names = [a.name for a in self.attacks]
-        return tuple(n if names.count(n) == 1 else f"{n}#{names[:i + 1].count(n)}"
-                     for i, n in enumerate(names))
+        return tuple(
+            n if names.count(n) == 1 else f"{n}#{names[: i + 1].count(n)}" for i, n in enumerate(names)
+        )
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "attacks": [a.config() for a in self.attacks]}
@@ -85,13 +86,21 @@ class Ensemble:
                 outcome = run_attack(attack, model, x[idx], y[idx], threat, generator=generator)
                 check_perturbation(outcome.x_adv, x[idx], threat, attack=attack.describe())
                 inner_by = outcome.broken_by or ("",) * len(todo)
-                keep_fooled(model, outcome.x_adv, y[idx], todo, x_adv, broken_by,
-                            [f"{label}:{sub}" if sub else label for sub in inner_by])
+                keep_fooled(
+                    model,
+                    outcome.x_adv,
+                    y[idx],
+                    todo,
+                    x_adv,
+                    broken_by,
+                    [f"{label}:{sub}" if sub else label for sub in inner_by],
+                )
                 flags.extend(outcome.flags)
             inner = outcome.parts if outcome is not None else ()
             if inner:
                 parts.extend({**p, "name": f"{label}:{p['name']}"} for p in inner)
             else:
                 parts.append({"name": label, "black_box": False})
-        return AttackOutcome(x_adv=x_adv, broken_by=tuple(broken_by), flags=tuple(dict.fromkeys(flags)),
-                             parts=tuple(parts))
+        return AttackOutcome(
+            x_adv=x_adv, broken_by=tuple(broken_by), flags=tuple(dict.fromkeys(flags)), parts=tuple(parts)
+        )

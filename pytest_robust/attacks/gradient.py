@@ -211,12 +211,20 @@ class PGD:
             if idx.numel():
                 with torch.no_grad():
                     logits = model(x_it)
-                record(idx, x_it, attack_loss(logits.float(), y[idx], self.loss),
-                       logits.argmax(dim=1) != y[idx])
+                record(
+                    idx, x_it, attack_loss(logits.float(), y[idx], self.loss), logits.argmax(dim=1) != y[idx]
+                )
         return best
 
-    def _last_iterate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                      step: float, generator: torch.Generator) -> torch.Tensor:
+    def _last_iterate(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        step: float,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         """Madry et al.'s loop: every sample takes every step; across restarts a fooling restart wins,
         then the one of highest loss."""
         best = x.clone()

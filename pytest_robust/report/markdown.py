@@ -140,14 +140,20 @@ def seed_table(document: dict[str, Any]) -> str:
             out.append(f"{_pct(hit['mean'])}{interval} ({per_seed})")
         lines.append("| " + " | ".join([model, *out]) + " |")
     seed_list = ", ".join(str(s) for s in seeds)
-    note = (f"\nAccuracy in %: mean over seeds {seed_list} [95% t interval of the mean across seeds] "
-            f"(each seed's value, in that order).\n")
+    note = (
+        f"\nAccuracy in %: mean over seeds {seed_list} [95% t interval of the mean across seeds] "
+        f"(each seed's value, in that order).\n"
+    )
     if study["findings"]:
-        note += "\n| finding | claim | holds at | holds across seeds |\n|---|---|---|---|\n" + "\n".join(
-            f"| {f['name']} | {f['claim']} | {f['seeds_holding']} of {len(seeds)} seeds | "
-            f"{'yes' if f['holds'] else 'no'} |"
-            for f in study["findings"]
-        ) + "\n"
+        note += (
+            "\n| finding | claim | holds at | holds across seeds |\n|---|---|---|---|\n"
+            + "\n".join(
+                f"| {f['name']} | {f['claim']} | {f['seeds_holding']} of {len(seeds)} seeds | "
+                f"{'yes' if f['holds'] else 'no'} |"
+                for f in study["findings"]
+            )
+            + "\n"
+        )
     return head + "\n".join(lines) + "\n" + note
 
 

@@ -189,8 +189,16 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
 def clinical_columns(ev: dict[str, Any]) -> dict[str, Any]:
     """The clinical numbers of one evaluation (:mod:`pytest_robust.clinical`); None before schema 3."""
     c = ev.get("clinical") or {}
-    keys = ("positive_class", "n_positive", "clean_sensitivity", "robust_sensitivity", "clean_specificity",
-            "robust_specificity", "flipped_to_negative", "flip_rate")
+    keys = (
+        "positive_class",
+        "n_positive",
+        "clean_sensitivity",
+        "robust_sensitivity",
+        "clean_specificity",
+        "robust_specificity",
+        "flipped_to_negative",
+        "flip_rate",
+    )
     return {k: c.get(k) for k in keys}
 
 
@@ -203,8 +211,18 @@ def baseline_columns(vd: dict[str, Any]) -> dict[str, Any]:
     """``vs_baseline_*``: the difference to the baseline, its bounds, the decision, the changed samples."""
     part = baseline_part(vd)
     if part is None:
-        return {k: None for k in ("vs_baseline", "vs_baseline_low", "vs_baseline_high", "vs_baseline_passed",
-                                  "baseline_robust_acc", "newly_broken", "newly_robust")}
+        return {
+            k: None
+            for k in (
+                "vs_baseline",
+                "vs_baseline_low",
+                "vs_baseline_high",
+                "vs_baseline_passed",
+                "baseline_robust_acc",
+                "newly_broken",
+                "newly_robust",
+            )
+        }
     d = part["details"]
     return {
         "vs_baseline": part["measured"],
@@ -434,8 +452,14 @@ def spread(values: list[float], confidence: float = 0.95) -> dict[str, Any]:
         return {"k": k, "mean": mean, "sd": None, "ci": None, "min": mean, "max": mean}
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
     half = float(stats.t.ppf(0.5 + confidence / 2, k - 1)) * sd / math.sqrt(k)
-    return {"k": k, "mean": mean, "sd": sd, "ci": [max(0.0, mean - half), min(1.0, mean + half)],
-            "min": min(values), "max": max(values)}
+    return {
+        "k": k,
+        "mean": mean,
+        "sd": sd,
+        "ci": [max(0.0, mean - half), min(1.0, mean + half)],
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def seed_study(document: dict[str, Any]) -> dict[str, Any] | None:
@@ -472,8 +496,16 @@ def seed_study(document: dict[str, Any]) -> dict[str, Any] | None:
             if not values:
                 continue
             any_entry = next(tables[s][model] for s in seeds if model in tables[s])
-            cells.append({"model": model, "arch": any_entry["arch"], "recipe": any_entry["recipe"],
-                          "cell": cell, "per_seed": per_seed, **spread(values)})
+            cells.append(
+                {
+                    "model": model,
+                    "arch": any_entry["arch"],
+                    "recipe": any_entry["recipe"],
+                    "cell": cell,
+                    "per_seed": per_seed,
+                    **spread(values),
+                }
+            )
     # a finding is its name and claim: one name may cover several claims (one per architecture)
     findings: dict[tuple[str, str], dict[str, Any]] = {}
     for test in document["tests"]:
