@@ -104,18 +104,23 @@ class CheckpointCache:
         meta_path, weights = folder / META, folder / WEIGHTS
         if not (meta_path.is_file() and weights.is_file()):
             return None
+        from safetensors import SafetensorError
+
         try:
             meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             log.warning("checkpoint %s: unreadable metadata, rebuilding", key[:12])
             return None
+        if not isinstance(meta, dict):
+            log.warning("checkpoint %s: metadata is not a JSON object, rebuilding", key[:12])
+            return None
         if meta.get("weights_sha256") != file_sha256(weights):
             log.warning("checkpoint %s: weights fail their hash check, rebuilding", key[:12])
             return None
-        try:
+        try:  # the hash matched the metadata, but both may be damaged or foreign (garbage, a pickle)
             state = load_file(str(weights))
             model.load_state_dict(state, strict=True)
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, SafetensorError) as exc:
             log.warning("checkpoint %s: cannot be loaded (%s), rebuilding", key[:12], exc)
             return None
         return meta

@@ -28,7 +28,7 @@ from torch import nn
 from pytest_robust.architectures import MODEL_REVISION, create_model
 from pytest_robust.cache import CachedModel, CheckpointCache, spec_key
 from pytest_robust.data.dataset import ImageDataset
-from pytest_robust.errors import RobustConfigError
+from pytest_robust.errors import ResumeStateError, RobustConfigError
 from pytest_robust.models import resolve_device
 from pytest_robust.recipes import TrainingProfile, get_profile
 from pytest_robust.training import Recipe, seeded, train
@@ -154,7 +154,14 @@ def build_checkpoint(
         log.info("training %s on %s (%d images) on %s", spec["name"], data.name, len(data), device)
         started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         t0 = time.perf_counter()
-        report = train(model, data, config, device=device, progress=progress, resume_dir=resume_dir)
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        try:
+            report = train(model, data, config, device=device, progress=progress, resume_dir=resume_dir)
+        except ResumeStateError as exc:  # the cache's own resume state: discard it, never block reruns
+            log.warning("%s: discarding it and training from the start", exc)
+            shutil.rmtree(resume_dir, ignore_errors=True)
+            model.load_state_dict(initial)
+            report = train(model, data, config, device=device, progress=progress, resume_dir=resume_dir)
         wall = time.perf_counter() - t0
         model.to("cpu")
         shutil.rmtree(resume_dir, ignore_errors=True)

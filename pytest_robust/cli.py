@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -68,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="seed-to-seed standard deviation of an accuracy, for retrained checkpoints "
         "(default: the run's own multi-seed records, else 0: sampling noise only)",
+    )
+    v.add_argument(
+        "--sums-sha256",
+        default=None,
+        metavar="HEX",
+        help="the SHA-256 of the run's SHA256SUMS, as the run printed it when it ended, kept apart "
+        "from the run (a CI log): SHA256SUMS alone catches accidents, this catches a run folder "
+        "rewritten together with its SHA256SUMS",
     )
     v.add_argument(
         "--device-tolerance",
@@ -140,6 +149,8 @@ def verify_main(args: argparse.Namespace) -> int:
 
     source = args.run.expanduser()
     roots = [p.expanduser() for p in args.cache_dir]
+    if args.sums_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sums_sha256):
+        raise RobustConfigError(f"--sums-sha256 must be 64 hexadecimal digits, got {args.sums_sha256!r}")
     if source.is_file():
         if not is_bundle(source):
             raise RobustConfigError(
@@ -164,6 +175,7 @@ def verify_main(args: argparse.Namespace) -> int:
         seed_spread_=args.seed_spread,
         device_tolerance=DEVICE_TOLERANCE if args.device_tolerance is None else args.device_tolerance,
         exact_only=args.exact,
+        sums_sha256=args.sums_sha256,
     )
     _write_outputs(out, verification)
     for line in verification.lines():

@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final, Literal
 
 from pytest_robust.errors import RobustConfigError
+
+#: ``--robust-n all`` / ``@pytest.mark.robust(n="all")``: every sample of the data
+ALL_SAMPLES: Final = "all"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,7 +141,8 @@ class RobustConfig:
     profile: Profile
     device: str = "auto"
     seed: int = DEFAULT_SEED
-    n: int | None = None
+    #: ``--robust-n``: a sample count, ``"all"`` (every sample), or None (the profile's)
+    n: int | Literal["all"] | None = None
     data: Path | None = None
     cache_dir: Path | None = None
     retrain: bool = False
@@ -156,7 +160,9 @@ class RobustConfig:
 
     @property
     def n_eval(self) -> int | None:
-        """Samples per evaluation: ``--robust-n`` when given, else the profile's."""
+        """Samples per evaluation (None: all): ``--robust-n`` when given, else the profile's."""
+        if self.n == ALL_SAMPLES:
+            return None
         return self.n if self.n is not None else self.profile.n_eval
 
     def resolved_cache_dir(self) -> Path:
@@ -277,16 +283,16 @@ def parse_seeds(text: str) -> tuple[int, ...] | None:
     return seeds
 
 
-def parse_n(text: str) -> int | None:
+def parse_n(text: str) -> int | Literal["all"]:
     """A positive sample count, or ``all`` for the whole data set."""
-    if text.strip().lower() in {"all", "none", "0"}:
-        return None
+    if text.strip().lower() == ALL_SAMPLES:
+        return ALL_SAMPLES
     try:
         value = int(text)
     except ValueError:
         raise _fail(f"number of samples must be a positive integer or 'all', got {text!r}") from None
-    if value < 0:
-        raise _fail(f"number of samples must be positive, got {value}")
+    if value < 1:
+        raise _fail(f"number of samples must be positive (or 'all' for every sample), got {value}")
     return value
 
 

@@ -16,6 +16,13 @@ class RobustConfigError(RobustError, ValueError):
     """A parameter (eps, min_acc, norm, attack name, profile, ...) has an invalid value."""
 
 
+class ResumeStateError(RobustConfigError):
+    """A training resume state is unreadable or belongs to another training (config or data).
+
+    The checkpoint cache owns its resume states: it discards such a one and trains from the start.
+    """
+
+
 class RobustModelError(RobustError, ValueError):
     """The model misbehaves: wrong output shape, NaN/inf logits, ..."""
 

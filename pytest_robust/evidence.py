@@ -134,8 +134,14 @@ class SumsCheck:
         }
 
 
-def check_sums(folder: Path, *, ignore: Iterable[str] = ()) -> SumsCheck:
-    """Check every file listed in ``folder/SHA256SUMS`` (a damaged or absent list is a problem)."""
+def check_sums(folder: Path, *, ignore: Iterable[str] = (), expected: str | None = None) -> SumsCheck:
+    """Check every file listed in ``folder/SHA256SUMS`` (a damaged or absent list is a problem).
+
+    ``SHA256SUMS`` lies beside the files it covers, so it catches accidents (a damaged copy, an
+    edited file), not tampering: whoever rewrites a file can rewrite the list. ``expected`` is the
+    list's own SHA-256 kept apart from the run (the run prints it; a CI log, a release note): with
+    it, a folder rewritten together with its list is caught too.
+    """
     sums = folder / SUMS
     if not sums.is_file():
         return SumsCheck(
@@ -145,8 +151,18 @@ def check_sums(folder: Path, *, ignore: Iterable[str] = ()) -> SumsCheck:
             (),
             problem=f"{SUMS} is missing: the run predates evidence bundles or the file was removed",
         )
+    raw = sums.read_bytes()
+    if expected is not None and sha256(raw) != expected.lower():
+        return SumsCheck(
+            (),
+            (),
+            (),
+            (),
+            problem=f"{SUMS} is not the one recorded apart from the run (its SHA-256 is {sha256(raw)}, "
+            f"expected {expected.lower()}): the run folder was rewritten after the run, {SUMS} included",
+        )
     listed: dict[str, str] = {}
-    for line in sums.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in raw.decode("utf-8", errors="replace").splitlines():
         digest, sep, name = line.partition("  ")
         if not sep or len(digest) != 64 or not name or "/" in name or name.startswith("."):
             return SumsCheck((), (), (), (), problem=f"{SUMS} has a malformed line: {line[:80]!r}")
@@ -161,8 +177,10 @@ def check_sums(folder: Path, *, ignore: Iterable[str] = ()) -> SumsCheck:
         else:
             ok.append(name)
     skip = {SUMS, *ignore}
-    unlisted = sorted(
-        p.name for p in folder.iterdir() if p.is_file() and p.name not in listed and p.name not in skip
+    unlisted = sorted(  # hidden files (the plugin's own marks) are not part of a run
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and p.name not in listed and p.name not in skip and not p.name.startswith(".")
     )
     return SumsCheck(tuple(ok), tuple(changed), tuple(missing), tuple(unlisted))
 

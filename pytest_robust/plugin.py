@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -258,6 +258,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "override pytest-robust settings for one test (randomized=True declares a random model)",
     )
     config.stash[CONFIG_KEY] = resolve_config(config)
+    _check_device(config.stash[CONFIG_KEY].device)
     config.hook.pytest_robust_register_attacks.call_historic(kwargs={"register": _attack_registrar(config)})
     config.stash[POLICY_KEY] = resolve_policy(config, config.stash[CONFIG_KEY].policy)
     config.stash[MEMO_KEY] = {}
@@ -275,8 +276,12 @@ def pytest_configure(config: pytest.Config) -> None:
     report_dir = config.getoption("robust_report")
     if report_dir is not None and workerinput is None:
         from pytest_robust.report.collector import ReportCollector
+        from pytest_robust.report.run import report_folder_problem
 
         target = _report_dir(config, report_dir)
+        problem = report_folder_problem(target)
+        if problem is not None:
+            raise pytest.UsageError(f"--robust-report {report_dir}: {problem}")
         config.pluginmanager.register(ReportCollector(config, target), "pytest-robust-report")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "pytest-robust-xdist")
@@ -484,7 +489,29 @@ def robust_device(pytestconfig: pytest.Config) -> torch.device:
     try:
         return resolve_device(rc.device)
     except RobustError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        abort_run(str(exc))
+
+
+def abort_run(message: str) -> NoReturn:
+    """Stop the whole run as a usage error (exit 4) with ``message`` and no traceback.
+
+    For a configuration error that only shows once the run has started (in a fixture: data that
+    cannot be loaded, a model that cannot be built): every test would fail the same way.
+    """
+    pytest.exit(f"pytest-robust: {message}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _check_device(device: str) -> None:
+    """An explicit accelerator that this machine lacks is a usage error at start (imports torch
+    only then: ``auto`` and ``cpu`` cannot fail)."""
+    if device in ("auto", "cpu"):
+        return
+    from pytest_robust.models import resolve_device
+
+    try:
+        resolve_device(device)
+    except RobustError as exc:
+        raise pytest.UsageError(f"--robust-device {device}: {exc}") from None
 
 
 def load_default_split(rc: cfg.RobustConfig, split: str) -> ImageDataset:
@@ -497,7 +524,7 @@ def load_default_split(rc: cfg.RobustConfig, split: str) -> ImageDataset:
         return generate_synthetic(n, size=size, seed=rc.seed, split=split)
     has_splits = (rc.data / "train").is_dir() and (rc.data / "test").is_dir()
     if split == "train" and not has_splits:
-        raise pytest.UsageError(
+        abort_run(
             f"{rc.data} has no train/ and test/ sub-folders, so the default model fixtures cannot "
             "train on it; provide your own `model` fixture or a folder with both splits"
         )
@@ -588,7 +615,7 @@ def robust_model_factory(
                         force=rc.retrain,
                     )
             except RobustError as exc:
-                raise pytest.UsageError(str(exc)) from None
+                abort_run(str(exc))
             built[recipe] = cached.model
             pytestconfig.stash[BUILT_KEY][id(cached.model)] = (cached.model, cached.record())
         return built[recipe]
@@ -639,6 +666,8 @@ def assert_robust(
             kwargs["data"] = request.getfixturevalue("robust_data")
         if kwargs.get("n") is None:
             kwargs["n"] = robust_config.n_eval
+        elif kwargs["n"] == "all":  # every sample, whatever the profile says
+            kwargs["n"] = None
         kwargs.setdefault("device", str(request.getfixturevalue("robust_device")))
         study_seed = None
         if robust_config.seeds and "robust_seed" in request.fixturenames:  # this test's study seed

@@ -32,7 +32,7 @@ from torch import nn
 from pytest_robust.attacks.gradient import PGD
 from pytest_robust.cache import atomic_write_bytes
 from pytest_robust.data.dataset import ImageDataset
-from pytest_robust.errors import RobustConfigError
+from pytest_robust.errors import ResumeStateError, RobustConfigError
 from pytest_robust.models import eval_mode, resolve_device
 from pytest_robust.threat import Norm, ThreatModel
 
@@ -361,22 +361,24 @@ def _load_state(
     data_id: str,
 ) -> list[EpochStats]:
     """Restore the state saved by :func:`_save_state`; returns the completed epochs' history."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     hint = f"delete {str(path.parent)!r} to start over, or pass another resume_dir"
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})["state"])
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open API)
-    except (OSError, ValueError, KeyError) as exc:
-        raise RobustConfigError(f"resume state {str(path)!r} is unreadable ({exc}); {hint}") from exc
+        if not isinstance(meta, dict):
+            raise ValueError("its metadata is not a JSON object")
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        raise ResumeStateError(f"resume state {str(path)!r} is unreadable ({exc}); {hint}") from exc
     if meta.get("format") != _RESUME_FORMAT or meta.get("config") != config.to_json():
-        raise RobustConfigError(
+        raise ResumeStateError(
             f"resume state {str(path)!r} belongs to another training config "
             f"({meta.get('config')} != {config.to_json()}); {hint}"
         )
     if meta.get("data") != data_id:
-        raise RobustConfigError(f"resume state {str(path)!r} was trained on other data; {hint}")
+        raise ResumeStateError(f"resume state {str(path)!r} was trained on other data; {hint}")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
     state: dict[int, dict[str, Any]] = {int(i): {} for i in meta["optim_params"]}
     for key, value in tensors.items():

@@ -479,8 +479,13 @@ def verify(
     seed_spread_: float | None = None,
     device_tolerance: float = DEVICE_TOLERANCE,
     exact_only: bool = False,
+    sums_sha256: str | None = None,
 ) -> Verification:
-    """Rerun ``run_dir``'s command (see the module docstring) and compare; ``work``: a scratch folder."""
+    """Rerun ``run_dir``'s command (see the module docstring) and compare; ``work``: a scratch folder.
+
+    ``sums_sha256``: the SHA-256 of the run's ``SHA256SUMS`` as printed when the run ended (kept
+    apart from the run folder), so that a folder rewritten with its ``SHA256SUMS`` is caught.
+    """
     results = run_dir / "results.json"
     try:
         recorded = json.loads(results.read_text(encoding="utf-8"))
@@ -490,7 +495,7 @@ def verify(
             f"{run_dir}: not a readable report run folder ({exc}); pass reports/<run id>, reports/latest "
             "or a bundle made by `pytest-robust export`"
         ) from exc
-    integrity = check_sums(run_dir, ignore=(VERIFICATION, VERIFICATION_HTML))
+    integrity = check_sums(run_dir, ignore=(VERIFICATION, VERIFICATION_HTML), expected=sums_sha256)
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "cache"
     roots = [*cache_roots]

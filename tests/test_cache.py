@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
+import pickle
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
@@ -94,3 +97,35 @@ def test_two_processes_racing_for_one_key_train_once(tmp_path: Path) -> None:
         hits = pool.starmap(_race, [(str(tmp_path / "c"), str(log))] * 2)
     assert log.read_text().splitlines() == ["trained"]
     assert sorted(hits) == [False, True]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"garbage, not a safetensors file",
+        pickle.dumps({"weight": [[0.5] * 3] * 2}),  # a pickle is never unpickled: rebuilt
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{",  # a truncated header
+    ],
+    ids=["garbage", "pickle", "truncated"],
+)
+def test_unreadable_weights_whose_hash_matches_are_rebuilt(tmp_path: Path, payload: bytes) -> None:
+    """The metadata's hash was rewritten to match: the content itself must still load, else rebuild."""
+    cache, calls = CheckpointCache(tmp_path), []
+    built = cache.get_or_build(SPEC, make, fitter(calls))
+    folder = cache.entry(built.key)
+    (folder / WEIGHTS).write_bytes(payload)
+    meta = json.loads((folder / META).read_text())
+    meta["weights_sha256"] = hashlib.sha256(payload).hexdigest()
+    (folder / META).write_text(json.dumps(meta))
+    rebuilt = cache.get_or_build(SPEC, make, fitter(calls))
+    assert not rebuilt.hit
+    assert calls == [1, 1]
+    assert torch.equal(rebuilt.model.weight, torch.full((2, 3), 0.5))
+    assert cache.get_or_build(SPEC, make, fitter(calls)).hit
+
+
+def test_metadata_that_is_not_an_object_is_rebuilt(tmp_path: Path) -> None:
+    cache, calls = CheckpointCache(tmp_path), []
+    built = cache.get_or_build(SPEC, make, fitter(calls))
+    (cache.entry(built.key) / META).write_text("[1, 2]")
+    assert not cache.get_or_build(SPEC, make, fitter(calls)).hit

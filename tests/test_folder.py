@@ -237,3 +237,32 @@ def test_invalid_size(tmp_path: Path, size: object) -> None:
     root = _two_classes(tmp_path / "data")
     with pytest.raises(RobustDataError, match=r"image size must be a positive integer"):
         load_image_folder(root, size=size)  # type: ignore[arg-type]
+
+
+def test_a_dangling_image_link_is_an_unreadable_file_not_left_out(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    (root / "Benign" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(RobustDataError, match=r"1 image file\(s\).*gone\.png"):
+        load_image_folder(root, size=8, split=None)
+
+
+def test_a_loop_of_image_links_is_an_unreadable_file_not_left_out(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    (root / "MALIGNANT" / "a.jpg").symlink_to(root / "MALIGNANT" / "b.jpg")
+    (root / "MALIGNANT" / "b.jpg").symlink_to(root / "MALIGNANT" / "a.jpg")
+    with pytest.raises(RobustDataError, match=r"2 image file\(s\).*a\.jpg.*b\.jpg"):
+        load_image_folder(root, size=8, split=None)
+
+
+def test_a_dangling_class_folder_link_is_an_error(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    (root / "nevus").symlink_to(tmp_path / "unmounted")
+    with pytest.raises(RobustDataError, match=r"broken symbolic link.*'nevus'"):
+        load_image_folder(root, size=8, split=None)
+
+
+def test_a_working_image_link_is_loaded(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    (root / "Benign" / "linked.png").symlink_to(root / "Benign" / "0.png")
+    data = load_image_folder(root, size=8, split=None)
+    assert len(data) == 5

@@ -92,6 +92,7 @@ def test_ini_values_parse_and_cli_wins(pytester: pytest.Pytester) -> None:
         (["--robust-profile=fast"], "*unknown profile 'fast'; valid profiles: smoke, ci, paper*"),
         (["--robust-seed=abc"], "*seed must be an integer*"),
         (["--robust-n=-3"], "*number of samples must be positive*"),
+        (["--robust-n=0"], "*number of samples must be positive (or 'all' for every sample), got 0*"),
         (["--robust-device=gpu"], "*unknown device 'gpu'*"),
         (["--robust-threads=0"], "*threads must be >= 1*"),
         (["--robust-data=/no/such/folder"], "*no such folder*"),
@@ -410,3 +411,25 @@ def test_randomized_marker_declares_a_random_model(inner: pytest.Pytester) -> No
     result = inner.runpytest("--robust-profile=smoke", "--robust-device=cpu")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*@pytest.mark.robust: randomized must be True or False, got 'yes'*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "marker"),
+    [(["--robust-n=all"], ""), (["--robust-n=ALL"], ""), ([], '@pytest.mark.robust(n="all")')],
+)
+def test_all_samples_means_every_sample_not_the_profiles_default(
+    inner: pytest.Pytester, args: list[str], marker: str
+) -> None:
+    """The smoke profile evaluates 64 samples; ``all`` must use all 128 of the conftest's data."""
+    inner.makepyfile(
+        f"""
+        import pytest
+
+        {marker}
+        def test_gate(assert_robust, model, robust_config):
+            result = assert_robust(model, "none", eps=0.0, min_acc=0.0)
+            assert robust_config.n_eval is None
+            assert result.evaluation.n == 128
+        """
+    )
+    inner.runpytest("--robust-profile=smoke", *args).assert_outcomes(passed=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import textwrap
@@ -98,6 +99,9 @@ def test_report_folder_has_every_file_and_row(pytester: pytest.Pytester) -> None
     # the terminal shows the table and the path
     out = result.stdout.str()
     assert "robustness report" in out
+    # ... and the verify command with the hash of SHA256SUMS, to be kept apart from the run
+    sums = hashlib.sha256((run_dirs[0] / "SHA256SUMS").read_bytes()).hexdigest()
+    assert f"verify: pytest-robust verify {run_dirs[0]} --sums-sha256 {sums}" in out
     assert "report.html" in out
     assert "resnet50 / standard" in out
 

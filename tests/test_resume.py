@@ -21,7 +21,7 @@ from pytest_robust import checkpoints
 from pytest_robust.cache import CheckpointCache, spec_key
 from pytest_robust.checkpoints import RESUME_DIR, build_checkpoint, checkpoint_spec, training_data
 from pytest_robust.data.synthetic import generate_synthetic
-from pytest_robust.errors import RobustConfigError
+from pytest_robust.errors import ResumeStateError, RobustConfigError
 from pytest_robust.models import small_cnn
 from pytest_robust.recipes import SMOKE
 from pytest_robust.training import RESUME_FILE, Recipe, TrainConfig, seeded, train
@@ -136,6 +136,15 @@ def test_resume_state_of_another_config_is_refused(tmp_path: Path) -> None:
         _tiny_run(tmp_path, lr=2e-3)
 
 
+@pytest.mark.parametrize(
+    "payload", [b"garbage", b"\x08\x00\x00\x00\x00\x00\x00\x00{"], ids=["garbage", "truncated"]
+)
+def test_an_unreadable_resume_state_is_a_typed_error(tmp_path: Path, payload: bytes) -> None:
+    (tmp_path / RESUME_FILE).write_bytes(payload)
+    with pytest.raises(ResumeStateError, match=r"unreadable.*delete"):
+        _tiny_run(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def smoke_data() -> Any:
     return generate_synthetic(80, size=32, seed=0, split="train")
@@ -211,3 +220,24 @@ def test_build_checkpoint_checks_the_image_size(tmp_path: Path) -> None:
             cache_dir=tmp_path,
             device="cpu",
         )
+
+
+def test_a_damaged_resume_state_in_the_cache_is_discarded_not_fatal(tmp_path: Path, smoke_data: Any) -> None:
+    """A killed run left a resume state that is now garbage: the next run trains from the start."""
+    args = ("small_cnn", "standard", SMOKE, smoke_data)
+    kwargs: dict[str, Any] = {"seed": 0, "cache_dir": tmp_path, "device": "cpu", "progress": False}
+    reference = build_checkpoint(*args, **{**kwargs, "cache_dir": tmp_path / "reference"})
+    data = training_data(smoke_data, SMOKE, seed=0)
+    resume = (
+        CheckpointCache(tmp_path).entry(
+            spec_key(checkpoint_spec("small_cnn", "standard", SMOKE, data, seed=0))
+        )
+        / RESUME_DIR
+    )
+    resume.mkdir(parents=True)
+    (resume / RESUME_FILE).write_bytes(b"garbage")
+    built = build_checkpoint(*args, **kwargs)
+    assert not built.hit
+    assert not resume.exists()
+    for name, x in reference.model.state_dict().items():  # trained from the start: the same weights
+        assert torch.equal(x, built.model.state_dict()[name]), name

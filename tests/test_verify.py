@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -187,6 +188,29 @@ def test_sums_name_changed_missing_and_unlisted_files(tmp_path: Path) -> None:
     assert "malformed" in str(check_sums(tmp_path).problem)
     (tmp_path / "SHA256SUMS").unlink()
     assert not check_sums(tmp_path).intact
+
+
+def test_sums_kept_apart_catch_a_folder_rewritten_with_its_sums(tmp_path: Path) -> None:
+    """SHA256SUMS beside the files catches accidents; its own hash kept elsewhere catches tampering."""
+    files = {"results.json": b'{"robust_acc": 0.2}\n'}
+    (tmp_path / "results.json").write_bytes(files["results.json"])
+    (tmp_path / "SHA256SUMS").write_bytes(sums_text(files))
+    recorded = hashlib.sha256((tmp_path / "SHA256SUMS").read_bytes()).hexdigest()
+    assert check_sums(tmp_path, expected=recorded).intact
+    assert check_sums(tmp_path, expected=recorded.upper()).intact
+    forged = {"results.json": b'{"robust_acc": 0.9}\n'}
+    (tmp_path / "results.json").write_bytes(forged["results.json"])
+    (tmp_path / "SHA256SUMS").write_bytes(sums_text(forged))
+    assert check_sums(tmp_path).intact  # the list alone cannot tell
+    check = check_sums(tmp_path, expected=recorded)
+    assert not check.intact
+    assert "rewritten after the run" in str(check.problem)
+
+
+def test_a_malformed_sums_hash_is_a_usage_error(tmp_path: Path) -> None:
+    done = cli("verify", tmp_path, "--sums-sha256", "xyz")
+    assert done.returncode == 3
+    assert "64 hexadecimal digits" in done.stderr
 
 
 def test_sums_text_is_what_sha256sum_checks(tmp_path: Path) -> None:

@@ -71,15 +71,31 @@ def _visible(entries: list[Path]) -> list[Path]:
     return [e for e in entries if not e.name.startswith(".")]
 
 
+def _broken_link(entry: Path) -> bool:
+    """A symbolic link whose target is missing, or a loop of links (neither file nor folder)."""
+    return entry.is_symlink() and not entry.exists()
+
+
 def subdirs(path: Path) -> list[Path]:
-    return sorted(
-        (e for e in _visible(list(path.iterdir())) if e.is_dir()), key=lambda p: natural_key(p.name)
-    )
+    """The visible sub-folders; a broken link there is an error, never silently left out."""
+    entries = _visible(list(path.iterdir()))
+    broken = [e for e in entries if _broken_link(e) and e.suffix.lower() not in IMAGE_EXTENSIONS]
+    if broken:
+        listed = ", ".join(repr(e.name) for e in broken[:_MAX_LISTED])
+        raise RobustDataError(
+            f"{str(path)!r} holds {len(broken)} broken symbolic link(s) (a missing target or a loop): "
+            f"{listed}. Fix or remove them: they may be a class folder."
+        )
+    return sorted((e for e in entries if e.is_dir()), key=lambda p: natural_key(p.name))
 
 
 def image_files(folder: Path) -> list[Path]:
+    """The visible image files; a broken link with an image name is kept (reading it fails, and
+    unreadable files are errors) instead of being silently left out."""
     files = (
-        e for e in _visible(list(folder.iterdir())) if e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS
+        e
+        for e in _visible(list(folder.iterdir()))
+        if (e.is_file() or _broken_link(e)) and e.suffix.lower() in IMAGE_EXTENSIONS
     )
     return sorted(files, key=lambda p: natural_key(p.name))
 

@@ -67,9 +67,11 @@ class ReportCollector:
 
         try:
             self.written = write_report(self, exitstatus=int(exitstatus))
-        except Exception as exc:  # a broken report must not hide the test results
+        except Exception as exc:  # a broken report must not hide the test results, nor pass the run
             log.exception("pytest-robust: could not write the report")
             self.error = f"{type(exc).__name__}: {exc}"
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from pytest_robust.report.build import terminal_table
@@ -86,7 +88,13 @@ class ReportCollector:
             tr.write_line(line)
         tr.write_line(f"report: {self.written / 'report.html'}")
         tr.write_line(f"latest: {self.base / 'latest' / 'report.html'}")
-        tr.write_line(f"verify: pytest-robust verify {self.written}")
+        from pytest_robust.evidence import SUMS, sha256
+
+        try:  # the list's own hash, printed to be kept apart from the run (it catches tampering)
+            sums = f" --sums-sha256 {sha256((self.written / SUMS).read_bytes())}"
+        except OSError:
+            sums = ""
+        tr.write_line(f"verify: pytest-robust verify {self.written}{sums}")
 
 
 _RANK = {o: i for i, o in enumerate(("passed", "skipped", "xpassed", "xfailed", "failed", "error"))}
