@@ -666,7 +666,7 @@ def assert_robust(
             kwargs["data"] = request.getfixturevalue("robust_data")
         if kwargs.get("n") is None:
             kwargs["n"] = robust_config.n_eval
-        elif kwargs["n"] == "all":  # every sample, whatever the profile says
+        elif kwargs["n"] == cfg.ALL_SAMPLES:  # every sample, whatever the profile says
             kwargs["n"] = None
         kwargs.setdefault("device", str(request.getfixturevalue("robust_device")))
         study_seed = None
