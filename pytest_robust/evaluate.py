@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_robust import validate
 from pytest_robust.attacks import Attack, AttackOutcome, coerce_attack, run_attack
 from pytest_robust.attacks.base import require_gradient_path
 from pytest_robust.clinical import Clinical, clinical
@@ -303,6 +304,9 @@ def evaluate(
     ends there and covers only the samples evaluated (a sequential policy's early decision).
     """
     attack = coerce_attack(attack)
+    seed = validate.seed("seed", seed)
+    batch_size = validate.positive_int("batch_size", batch_size)
+    examples = validate.as_int("examples", examples, minimum=0)
     cfg = soundness or SoundnessConfig()
     if attack.name == "none" and threat.eps > 0:
         raise RobustConfigError(

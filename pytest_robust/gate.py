@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from pytest_robust import validate
 from pytest_robust.errors import RobustConfigError, RobustDataError, RobustError
 from pytest_robust.policies import (
     LowerConfidenceBound,
@@ -72,9 +73,7 @@ class UnsoundEvaluation(RobustnessFailure):
 
 
 def validate_min_acc(min_acc: object) -> float:
-    if isinstance(min_acc, bool) or not isinstance(min_acc, (int, float)):
-        raise RobustConfigError(f"min_acc must be a number in [0, 1], got {min_acc!r}")
-    value = float(min_acc)
+    value = validate.as_real("min_acc", min_acc, example="0.7 (a fraction in [0, 1])")
     if not math.isfinite(value) or not 0 <= value <= 1:
         hint = f" Did you mean min_acc={value / 100:g} ({value:g}%)?" if 1 < value <= 100 else ""
         raise RobustConfigError(f"min_acc is a fraction in [0, 1], got {min_acc!r}.{hint}")
@@ -298,6 +297,8 @@ def assert_robust(
     norm_ = Norm.coerce(norm)
     threat = ThreatModel(norm=norm_, eps=eps)
     required = validate_min_acc(min_acc)
+    seed = validate.seed("seed", seed)
+    batch_size = validate.positive_int("batch_size", batch_size)
     clinical_req = {
         name: validate_rate(value, name)
         for name, value in (
@@ -414,9 +415,10 @@ def assert_robust(
 
 
 def validate_rate(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= float(value) <= 1:
+    number = validate.as_real(name, value, example="0.9 (a fraction in [0, 1])")
+    if not 0 <= number <= 1:
         raise RobustConfigError(f"{name} is a fraction in [0, 1], got {value!r}")
-    return float(value)
+    return number
 
 
 def _load_baseline(baseline: Baseline | str | os.PathLike[str] | None) -> Baseline | None:

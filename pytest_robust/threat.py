@@ -13,6 +13,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
+from pytest_robust import validate
 from pytest_robust.errors import RobustConfigError
 
 
@@ -54,9 +55,7 @@ def validate_eps(eps: object, norm: Norm = Norm.LINF) -> float:
     says so. For L2 any finite eps >= 0 is accepted here; the evaluation rejects an L2 eps larger
     than the diameter of the image cube.
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise RobustConfigError(f"eps must be a number such as 4/255, got {eps!r}")
-    value = float(eps)
+    value = validate.as_real("eps", eps, example="4/255")
     if not math.isfinite(value):
         raise RobustConfigError(f"eps must be finite, got {value}")
     if value < 0:

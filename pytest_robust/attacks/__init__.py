@@ -136,6 +136,12 @@ def coerce_attack(attack: Attack | str | Sequence[Attack | str]) -> Attack:
         if len(attack) == 1:
             return coerce_attack(attack[0])
         return Ensemble(attacks=tuple(coerce_attack(a) for a in attack))
+    if isinstance(attack, type):
+        name = attack.__name__
+        raise RobustConfigError(
+            f"pass an attack object, {name}() (with its budget, e.g. {name}(steps=20) for PGD), "
+            f"not the class {name}"
+        )
     if not isinstance(attack, Attack):
         raise RobustConfigError(
             f"expected an attack (e.g. the pgd fixture, pytest_robust.attacks.PGD(), or a name "

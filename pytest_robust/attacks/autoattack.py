@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_robust import validate
 from pytest_robust.attacks.base import AttackOutcome, keep_fooled, seed_from
 from pytest_robust.errors import AttackUnavailableError, RobustConfigError, RobustModelError
 from pytest_robust.threat import ThreatModel
@@ -115,9 +116,9 @@ class AutoAttack:
 
     def __post_init__(self) -> None:
         for field in ("apgd_steps", "apgd_restarts", "square_queries", "fab_restarts", "batch_size"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RobustConfigError(f"AutoAttack {field} must be an integer >= 1, got {value!r}")
+            object.__setattr__(
+                self, field, validate.positive_int(f"AutoAttack {field}", getattr(self, field))
+            )
         if self.backend not in BACKENDS:
             raise RobustConfigError(
                 f"unknown AutoAttack backend {self.backend!r}; valid: {', '.join(BACKENDS)}"

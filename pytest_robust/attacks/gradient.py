@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_robust import validate
 from pytest_robust.attacks.base import attack_loss, check_loss, forward_with_grad, input_gradient
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.perturbation import lp_norms, project
@@ -130,14 +131,16 @@ class PGD:
     iterate: str = "best"
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise RobustConfigError(f"PGD steps must be >= 1, got {self.steps}")
-        if self.restarts < 1:
-            raise RobustConfigError(f"PGD restarts must be >= 1, got {self.restarts}")
-        if self.step_size is not None and not self.step_size > 0:
-            raise RobustConfigError(f"PGD step_size must be > 0, got {self.step_size}")
-        if not self.rel_step_size > 0:
-            raise RobustConfigError(f"PGD rel_step_size must be > 0, got {self.rel_step_size}")
+        # normalised to plain Python numbers (numpy / 0-d tensor scalars are accepted)
+        object.__setattr__(self, "steps", validate.positive_int("PGD steps", self.steps))
+        object.__setattr__(self, "restarts", validate.positive_int("PGD restarts", self.restarts))
+        if self.step_size is not None:
+            object.__setattr__(self, "step_size", validate.finite_positive("PGD step_size", self.step_size))
+        object.__setattr__(
+            self, "rel_step_size", validate.finite_positive("PGD rel_step_size", self.rel_step_size)
+        )
+        if not isinstance(self.random_start, bool):
+            raise RobustConfigError(f"PGD random_start must be True or False, got {self.random_start!r}")
         check_loss(self.loss)
         if self.iterate not in ("best", "last"):
             raise RobustConfigError(f"PGD iterate must be 'best' or 'last', got {self.iterate!r}")
