@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_robust.errors import StorageError
+
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
@@ -131,9 +133,16 @@ class CheckpointCache:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         payload = save(state)
         folder = self.entry(key)
-        atomic_write_bytes(folder / WEIGHTS, payload)
         full = {**meta, "key": key, "weights_sha256": hashlib.sha256(payload).hexdigest()}
-        atomic_write_bytes(folder / META, json.dumps(full, indent=2, sort_keys=True).encode())
+        try:
+            atomic_write_bytes(folder / WEIGHTS, payload)
+            atomic_write_bytes(folder / META, json.dumps(full, indent=2, sort_keys=True).encode())
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write checkpoint {key[:12]} ({len(payload) / 1e6:.1f} MB) into {str(folder)!r}: "
+                f"{exc.strerror or exc}. Free disk space there, or move the checkpoint cache "
+                "(--robust-cache-dir or $PYTEST_ROBUST_CACHE_DIR)"
+            ) from exc
         return full
 
     def get_or_build(

@@ -23,6 +23,11 @@ class ResumeStateError(RobustConfigError):
     """
 
 
+class StorageError(RobustError, OSError):
+    """pytest-robust could not write what it must keep (a checkpoint, a training's resume state):
+    a full disk, a read-only folder. The message names the folder and where else to put it."""
+
+
 class RobustModelError(RobustError, ValueError):
     """The model misbehaves: wrong output shape, NaN/inf logits, ..."""
 

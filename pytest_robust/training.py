@@ -32,7 +32,7 @@ from torch import nn
 from pytest_robust.attacks.gradient import PGD
 from pytest_robust.cache import atomic_write_bytes
 from pytest_robust.data.dataset import ImageDataset
-from pytest_robust.errors import ResumeStateError, RobustConfigError
+from pytest_robust.errors import ResumeStateError, RobustConfigError, StorageError
 from pytest_robust.models import eval_mode, resolve_device
 from pytest_robust.threat import Norm, ThreatModel
 
@@ -253,7 +253,14 @@ def train(
         )
         history.append(stats)
         if state_file is not None:
-            _save_state(state_file, model, optimiser, gens, config, data_id, history)
+            try:
+                _save_state(state_file, model, optimiser, gens, config, data_id, history)
+            except OSError as exc:  # stop now, not after the remaining epochs
+                raise StorageError(
+                    f"cannot save the training's resume state in {str(state_file.parent)!r} after epoch "
+                    f"{stats.epoch}: {exc.strerror or exc}. Free disk space there, or train into another "
+                    "folder (the checkpoint cache: --robust-cache-dir or $PYTEST_ROBUST_CACHE_DIR)"
+                ) from exc
         bar.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.3f}")
         log.info(
             "epoch %d/%d: loss %.4f, accuracy %.3f, %.1f s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -13,7 +14,9 @@ import pytest
 import torch
 from torch import nn
 
+from pytest_robust import cache as cache_module
 from pytest_robust.cache import META, WEIGHTS, CheckpointCache, spec_key
+from pytest_robust.errors import StorageError
 
 SPEC: dict[str, Any] = {"name": "unit", "arch": "linear", "seed": 0}
 
@@ -129,3 +132,17 @@ def test_metadata_that_is_not_an_object_is_rebuilt(tmp_path: Path) -> None:
     built = cache.get_or_build(SPEC, make, fitter(calls))
     (cache.entry(built.key) / META).write_text("[1, 2]")
     assert not cache.get_or_build(SPEC, make, fitter(calls)).hit
+
+
+def test_a_full_disk_is_a_storage_error_naming_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(path: Path, payload: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module, "atomic_write_bytes", full)
+    cache = CheckpointCache(tmp_path)
+    with pytest.raises(
+        StorageError, match=r"cannot write checkpoint .*No space left on device.*--robust-cache-dir"
+    ):
+        cache.get_or_build(SPEC, make, fitter([]))

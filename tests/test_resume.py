@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from pytest_robust import checkpoints
 from pytest_robust.cache import CheckpointCache, spec_key
 from pytest_robust.checkpoints import RESUME_DIR, build_checkpoint, checkpoint_spec, training_data
 from pytest_robust.data.synthetic import generate_synthetic
-from pytest_robust.errors import ResumeStateError, RobustConfigError
+from pytest_robust.errors import ResumeStateError, RobustConfigError, StorageError
 from pytest_robust.models import small_cnn
 from pytest_robust.recipes import SMOKE
 from pytest_robust.training import RESUME_FILE, Recipe, TrainConfig, seeded, train
@@ -241,3 +242,16 @@ def test_a_damaged_resume_state_in_the_cache_is_discarded_not_fatal(tmp_path: Pa
     assert not resume.exists()
     for name, x in reference.model.state_dict().items():  # trained from the start: the same weights
         assert torch.equal(x, built.model.state_dict()[name]), name
+
+
+def test_a_full_disk_stops_training_after_the_epoch_with_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_robust import training
+
+    def full(path: Path, payload: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(training, "atomic_write_bytes", full)
+    with pytest.raises(StorageError, match=r"resume state .* after epoch 1: No space left on device"):
+        _tiny_run(tmp_path, epochs=2)
