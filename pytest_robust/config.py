@@ -146,6 +146,8 @@ class RobustConfig:
     data: Path | None = None
     cache_dir: Path | None = None
     retrain: bool = False
+    #: ``--robust-skip-unreadable``: leave out unreadable data images (recorded) instead of stopping
+    skip_unreadable: bool = False
     threads: int | None = None
     #: soundness policy of the gate: ``strict`` (a failed check fails the gate) or ``warn``
     soundness: str = "strict"
@@ -207,6 +209,7 @@ class RobustConfig:
             "soundness": self.soundness,
             "policy": self.policy,
             "seeds": list(self.seeds) if self.seeds else None,
+            "skip_unreadable": self.skip_unreadable,
         }
 
 

@@ -162,6 +162,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(flag, dest=ini, type=parse, default=None, metavar="VALUE", help=text)
         parser.addini(ini, f"default for {flag}", default=None)
     group.addoption(
+        "--robust-skip-unreadable",
+        dest="robust_skip_unreadable",
+        action="store_true",
+        default=False,
+        help="leave out data images that cannot be read (the report's data source lists them) "
+        "instead of stopping the run",
+    )
+    group.addoption(
         "--robust-retrain",
         dest="robust_retrain",
         action="store_true",
@@ -244,6 +252,7 @@ def resolve_config(config: pytest.Config) -> cfg.RobustConfig:
         data=data,
         cache_dir=values["robust_cache_dir"],
         retrain=bool(config.getoption("robust_retrain")),
+        skip_unreadable=bool(config.getoption("robust_skip_unreadable")),
         threads=threads,
         soundness=values["robust_soundness"],
         policy=values["robust_policy"],

@@ -78,3 +78,26 @@ def test_a_folder_that_is_not_isic_is_a_usage_error(pytester: pytest.Pytester, t
     out = result.stdout.str() + result.stderr.str()
     assert f"pytest-robust: --robust-data {tmp_path / 'd'}" in out
     assert "Traceback" not in out
+
+
+def test_unreadable_images_stop_the_run_unless_skipped_on_the_command_line(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    data = _isic_folder(tmp_path / "isic")
+    (data / "test" / "Benign" / "broken.jpg").write_bytes(b"not a jpeg")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(
+        """
+        def test_data(isic_test):
+            assert len(isic_test) == 12
+            assert isic_test.source["skipped_files"] == ["test/Benign/broken.jpg"]
+        """
+    )
+    args = ("--robust-profile=smoke", f"--robust-data={data}", f"--robust-cache-dir={tmp_path / 'c'}")
+    stopped = pytester.runpytest(*args, "-p", "no:cacheprovider")
+    assert stopped.ret == pytest.ExitCode.USAGE_ERROR
+    out = stopped.stdout.str() + stopped.stderr.str()
+    assert "broken.jpg" in out
+    assert "--robust-skip-unreadable" in out
+    skipped = pytester.runpytest(*args, "--robust-skip-unreadable", "-p", "no:cacheprovider")
+    skipped.assert_outcomes(passed=1)

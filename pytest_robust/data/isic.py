@@ -159,8 +159,8 @@ def _dataset(
     failures = [(records[i].path, why) for i, why in decoded.failures]
     if failures and not skip_unreadable:
         raise RobustDataError(
-            f"{unreadable_error(failures, base)} Or pass skip_unreadable=True to skip them (they are "
-            "counted in source['skipped'])."
+            f"{unreadable_error(failures, base)} Or skip them: skip_unreadable=True, on the command "
+            "line --robust-skip-unreadable (they are counted in source['skipped'])."
         )
     for file, why in failures:
         log.warning("%s: skipped unreadable %s (%s)", name, file, why)
@@ -384,7 +384,7 @@ def load_isic_archive(
             f"{len(missing)} image(s) of the {split} split listed in the metadata are missing from "
             f"{info['image_dir']!r} (looked for <isic_id>{{{','.join(ARCHIVE_SUFFIXES)}}}): "
             f"{', '.join(missing[:_LISTED])}{' ...' if len(missing) > _LISTED else ''}. Download them or "
-            "pass skip_unreadable=True to skip them"
+            "skip them: skip_unreadable=True, on the command line --robust-skip-unreadable"
         )
     chosen = [r for r in records if r.split == split]
     if not chosen:

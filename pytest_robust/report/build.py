@@ -75,7 +75,7 @@ def manifest(collector: ReportCollector, details: list[dict[str, Any]]) -> dict[
         "seeds": sorted({rc.seed, *(e["seed"] for e in evaluations)}),
         "devices": sorted({e["device"] for e in evaluations}),
         "data": data,
-        "integrity": _integrity(rc.data),
+        "integrity": _integrity(rc.data, skip_unreadable=rc.skip_unreadable),
         "checkpoints": checkpoints,
         "models": models,
         "attacks": attacks,
@@ -88,7 +88,7 @@ def _checkpoint_label(record: dict[str, Any]) -> str | None:
     return " ".join(str(record[k]) for k in ("arch", "recipe") if record.get(k)) or None
 
 
-def _integrity(root: Path | None) -> dict[str, Any]:
+def _integrity(root: Path | None, *, skip_unreadable: bool = False) -> dict[str, Any]:
     if root is None:
         return {
             "checked": False,
@@ -98,7 +98,7 @@ def _integrity(root: Path | None) -> dict[str, Any]:
     from pytest_robust.data.integrity import integrity_report
 
     try:
-        report = integrity_report(root)
+        report = integrity_report(root, skip_unreadable=skip_unreadable)
     except Exception as exc:  # the report must still be written
         return {"checked": False, "summary": f"integrity check failed: {type(exc).__name__}: {exc}"}
     full = report.to_json()
