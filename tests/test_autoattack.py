@@ -247,7 +247,7 @@ BUDGETS = ["apgd_steps", "apgd_restarts", "square_queries", "fab_restarts", "bat
 @pytest.mark.parametrize("field", BUDGETS)
 @pytest.mark.parametrize("value", [0, -1, 2.5, True])
 def test_budget_validation(field: str, value: Any) -> None:
-    with pytest.raises(RobustConfigError, match=f"{field} must be an integer >= 1"):
+    with pytest.raises(RobustConfigError, match=f"AutoAttack {field} must be (an integer|>= 1)"):
         AutoAttack(**{field: value})
 
 
