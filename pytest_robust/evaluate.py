@@ -28,6 +28,7 @@ from pytest_robust.errors import RobustConfigError, RobustDataError, RobustModel
 from pytest_robust.examples import Example, make_example, pick
 from pytest_robust.models import (
     ExpectationModel,
+    as_classifier,
     behaviour_fingerprint,
     eval_mode,
     model_device,
@@ -243,17 +244,27 @@ def _check_data(data: ImageDataset) -> None:
         raise RobustDataError(f"data set {data.name!r} has labels outside 0..{data.num_classes - 1}")
 
 
+def _accepted(batch: int | str, num_classes: int) -> str:
+    """The output shapes a model may return for ``num_classes`` classes (for error messages)."""
+    return (
+        f"({batch}, {num_classes}): one logit per class of the data set, or ({batch}, 1) for a binary "
+        "model with a sigmoid output (its logit z, viewed as the two logits [0, z]; only on data with 2 "
+        "classes)"
+    )
+
+
 def _logits(model: nn.Module, x: torch.Tensor, num_classes: int, what: str) -> torch.Tensor:
     with torch.no_grad():
         out = model(x)
     if not isinstance(out, torch.Tensor):
         raise RobustModelError(
-            f"model returned {type(out).__name__}, expected a logits tensor of shape (batch, {num_classes})"
+            f"model returned {type(out).__name__}, expected a logits tensor of shape "
+            + _accepted("batch", num_classes)
         )
     if out.shape != (x.shape[0], num_classes):
         raise RobustModelError(
             f"model output has shape {tuple(out.shape)} on {what} inputs, expected "
-            f"({x.shape[0]}, {num_classes}): one logit per class of the data set"
+            + _accepted(x.shape[0], num_classes)
         )
     if not bool(torch.isfinite(out).all()):
         raise RobustModelError(
@@ -329,7 +340,10 @@ def evaluate(
             )
     target = resolve_device(device)
     original_device = model_device(model)
-    attacked: nn.Module = ExpectationModel(model, cfg.draws) if cfg.randomized else model
+    # the model as the harness sees it (float32 logits, [0, z] for a one-logit binary model);
+    # fingerprints and the check cache's identity stay those of the user's model
+    view = as_classifier(model, data.num_classes)
+    attacked: nn.Module = ExpectationModel(view, cfg.draws) if cfg.randomized else view
     broken_by: list[str] = []
     flags: list[str] = []
     parts: tuple[dict[str, Any], ...] = ()
@@ -350,7 +364,7 @@ def evaluate(
     model.to(target)
     devices = [target.index or 0] if target.type == "cuda" else []
     try:
-        with eval_mode(model), torch.random.fork_rng(devices=devices):
+        with eval_mode(view), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             batches = range(0, n, batch_size)
             bar = tqdm(
@@ -449,7 +463,7 @@ def evaluate(
                     sort_keys=True,
                 )
                 checks = _soundness_checks(
-                    model,
+                    view,
                     attacked,
                     attack,
                     data,

@@ -155,6 +155,76 @@ class ExpectationModel(nn.Module):
         return probs.mean(dim=0).clamp_min(1e-30).log()
 
 
+def floating_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating-point parameter (else buffer); None when it has none."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def input_resolution(model: nn.Module) -> float:
+    """The spacing at 1.0 of the model's floating-point format when coarser than float32, else 0.
+
+    A float16 model cannot see input changes much below 1e-3, a bfloat16 one below 8e-3: checks that
+    take small steps in input space take at least this one.
+    """
+    dtype = floating_dtype(model)
+    if dtype is None or torch.finfo(dtype).eps <= torch.finfo(torch.float32).eps:
+        return 0.0
+    return float(torch.finfo(dtype).eps)
+
+
+class ClassifierView(nn.Module):
+    """A user's model as the harness sees it: float32 logits, one per class of the data.
+
+    Two conventions are translated, everything else passes through unchanged (a wrong output is
+    reported by the caller with the accepted shapes):
+
+    - a **one-logit binary model** (output ``(batch, 1)`` or ``(batch,)``, a sigmoid classifier)
+      on data with 2 classes is viewed as the two logits ``[0, z]``: their softmax is
+      ``[1 - sigmoid(z), sigmoid(z)]`` and their argmax is class 1 (the positive) exactly when
+      ``z > 0``, so the cross-entropy and margin losses of the attacks are the binary ones;
+    - a model whose floating-point weights are **float16, bfloat16 or float64** gets its input cast
+      to that dtype and its output cast back to float32 (both casts are differentiable: gradient
+      attacks see the model's own gradient).
+
+    Fingerprints (weights, structure) are taken of the user's model, never of this view.
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        dtype = floating_dtype(model)
+        #: the dtype inputs are cast to (None: float32, or a model without floating-point weights)
+        self.input_dtype = dtype if dtype is not None and dtype != torch.float32 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_dtype is not None and x.is_floating_point():
+            x = x.to(self.input_dtype)
+        out = self.model(x)
+        if not isinstance(out, torch.Tensor):
+            return out  # type: ignore[no-any-return]  # reported by the caller
+        if out.is_floating_point() and out.dtype != torch.float32:
+            out = out.float()
+        if self.num_classes == 2 and (out.shape == (x.shape[0], 1) or out.shape == (x.shape[0],)):
+            z = out.reshape(-1, 1)
+            out = torch.cat([torch.zeros_like(z), z], dim=1)
+        return out
+
+    def extra_repr(self) -> str:
+        dtype = f", input_dtype={self.input_dtype}" if self.input_dtype is not None else ""
+        return f"num_classes={self.num_classes}{dtype}"
+
+
+def as_classifier(model: nn.Module, num_classes: int) -> ClassifierView:
+    """``model`` behind a :class:`ClassifierView` for ``num_classes`` classes (not wrapped twice)."""
+    if isinstance(model, ClassifierView) and model.num_classes == num_classes:
+        return model
+    return ClassifierView(model, num_classes)
+
+
 def structure_fingerprint(model: nn.Module) -> str:
     """SHA-256 of the module tree: each submodule's name, class and its ``extra_repr``."""
     h = hashlib.sha256()

@@ -749,6 +749,7 @@ def memoised_evaluate(
     from pytest_robust.attacks import coerce_attack
     from pytest_robust.evaluate import evaluate, library_versions
     from pytest_robust.models import (
+        as_classifier,
         behaviour_fingerprint,
         model_device,
         model_fingerprint,
@@ -763,7 +764,9 @@ def memoised_evaluate(
     soundness = kwargs.get("soundness")
     probe = data.images[: min(8, len(data))]
     try:
-        behaviour = behaviour_fingerprint(model, probe.to(model_device(model)))
+        # through the harness's view (float32, [0, z] for one logit): the user's outputs for ordinary models
+        view = as_classifier(model, data.num_classes)
+        behaviour = behaviour_fingerprint(view, probe.to(model_device(model)))
     except Exception:  # a model that fails here fails in evaluate with a proper message
         return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
     stop = kwargs.get("stop")
