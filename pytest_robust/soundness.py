@@ -258,10 +258,13 @@ def model_checks(
     import torch
 
     from pytest_robust.attacks.base import attack_loss, forward_with_grad
+    from pytest_robust.models import input_resolution
     from pytest_robust.threat import Norm
 
     checks: list[Check] = []
     n = x.shape[0]
+    # a float16 / bfloat16 model rounds its inputs and outputs: steps and tolerances at least its resolution
+    resolution = input_resolution(raw)
     if n == 0:
         return [
             Check(name=c, status=SKIP, summary="no clean-correct sample to probe")
@@ -306,7 +309,8 @@ def model_checks(
             )
         )
         healthy = ~(zero | nonfinite)
-        checks.append(_direction_check(model, x, y, logits.detach(), g_margin, healthy, threat, cfg))
+        step = max(cfg.direction_step, resolution)
+        checks.append(_direction_check(model, x, y, logits.detach(), g_margin, healthy, threat, cfg, step))
         ce_zero, ce_nonfinite = bad(g_ce)
         saturated = (ce_zero | ce_nonfinite) & ~(zero | nonfinite)
         sat_share = _share(int(saturated.sum()), n)
@@ -346,9 +350,10 @@ def model_checks(
         first = logits.detach().float() if raw is model else raw(x).float()
         outs = [first, raw(x).float()]
     scale = 1.0 + max(float(o.abs().max()) for o in outs)
+    tolerance = max(cfg.output_tolerance, resolution)
     diff = max(float((outs[0] - o).abs().max()) for o in outs[1:])
     flips = max(int((outs[0].argmax(1) != o.argmax(1)).sum()) for o in outs[1:])
-    random = diff > cfg.output_tolerance * scale or flips > 0
+    random = diff > tolerance * scale or flips > 0
     if cfg.randomized:
         summary = (
             f"declared randomized: decisions are the mean of {cfg.draws} draws' probabilities, "
@@ -358,7 +363,7 @@ def model_checks(
     else:
         summary = (
             f"2 forward passes on {n} inputs differ by up to {diff:.3g} (tolerance "
-            f"{cfg.output_tolerance:g} x {scale:.3g}), {flips} prediction(s) flipped"
+            f"{tolerance:g} x {scale:.3g}), {flips} prediction(s) flipped"
         )
         status = FAIL if random else PASS
     checks.append(
@@ -366,7 +371,7 @@ def model_checks(
             name="determinism",
             status=status,
             measured=diff,
-            threshold=cfg.output_tolerance * scale,
+            threshold=tolerance * scale,
             summary=summary,
             why="a randomized model gives each attack step a different model: gradients of single draws "
             "are noise, and a lucky draw at evaluation time passes a gate the average model fails",
@@ -378,20 +383,28 @@ def model_checks(
     # output form
     with torch.no_grad():
         out = outs[0]
-        probs = bool(
-            (out >= -1e-6).all() and (out <= 1 + 1e-6).all() and ((out.sum(dim=1) - 1).abs() < 1e-3).all()
-        )
+
+        def unit(t: torch.Tensor) -> bool:
+            return bool((t >= -1e-6).all() and (t <= 1 + 1e-6).all())
+
+        probs = unit(out) and bool(((out.sum(dim=1) - 1).abs() < 1e-3).all())
+        # a one-logit binary model is seen as [0, z]: a sigmoid probability there is a z in [0, 1]
+        sigmoid = out.shape[1] == 2 and bool((out[:, 0] == 0).all()) and unit(out[:, 1])
     checks.append(
         Check(
             name="output-form",
-            status=FAIL if probs else PASS,
-            measured=float(probs),
+            status=FAIL if probs or sigmoid else PASS,
+            measured=float(probs or sigmoid),
             summary="the outputs are probabilities (each row in [0, 1], summing to 1)"
             if probs
+            else "the single output looks like a sigmoid probability (in [0, 1] on every probed sample): "
+            "read as the logit z, every one of them predicts the positive class"
+            if sigmoid
             else "the outputs are logits (not a probability distribution per row)",
             why="attacks take a softmax of the output: on probabilities that squashes the signal and "
             "weakens the gradient (AutoAttack's flag 'the output is a probability distribution')",
-            fix="return the logits (the output before softmax); log-probabilities also work",
+            fix="return the logits (the output before softmax); log-probabilities also work; a binary "
+            "model with one output returns its logit z (before the sigmoid)",
         )
     )
     # batch independence
@@ -411,13 +424,13 @@ def model_checks(
             parts = torch.cat([raw(x[:half]).float(), raw(x[half:]).float()])
         bdiff = float((parts - outs[1]).abs().max())
         training = sorted({type(m).__name__ for m in raw.modules() if m.training})
-        dependent = bdiff > cfg.output_tolerance * scale
+        dependent = bdiff > tolerance * scale
         checks.append(
             Check(
                 name="batch-independence",
                 status=FAIL if dependent else PASS,
                 measured=bdiff,
-                threshold=cfg.output_tolerance * scale,
+                threshold=tolerance * scale,
                 summary=f"outputs in a batch of {n} and in two batches of {half}/{n - half} differ by up "
                 f"to {bdiff:.3g}"
                 + (f"; modules still in train mode after .eval(): {', '.join(training)}" if training else ""),
@@ -440,10 +453,12 @@ def _direction_check(
     healthy: torch.Tensor,
     threat: ThreatModel,
     cfg: SoundnessConfig,
+    step: float,
 ) -> Check:
     """A small step along the input gradient must increase the margin (first order): is it uphill?
 
-    ``grad`` is the gradient of the margin loss, whose direction is the raw margin's.
+    ``grad`` is the gradient of the margin loss, whose direction is the raw margin's; ``step`` is
+    ``cfg.direction_step``, or the model's resolution when that is coarser (float16, bfloat16).
     """
     import torch
 
@@ -464,7 +479,7 @@ def _direction_check(
         norms = gs.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (gs.dim() - 1)))
         direction = gs / norms * (xs[0].numel() ** 0.5)
     with torch.no_grad():
-        after = logit_margin(model((xs + cfg.direction_step * direction).clamp(0, 1)).float(), ys)
+        after = logit_margin(model((xs + step * direction).clamp(0, 1)).float(), ys)
     uphill = after > logit_margin(logits[healthy].float(), ys)
     share = float(uphill.float().mean())
     m = int(healthy.sum())
@@ -473,7 +488,7 @@ def _direction_check(
         status=FAIL if share < cfg.min_uphill else PASS,
         measured=share,
         threshold=cfg.min_uphill,
-        summary=f"a step of {cfg.direction_step:g} along the input gradient raised the logit margin on "
+        summary=f"a step of {step:.3g} along the input gradient raised the logit margin on "
         f"{int(uphill.sum())}/{m} probed samples ({share:.0%}; required >= {cfg.min_uphill:.0%})",
         why="the gradient that attacks follow must point uphill; a gradient that is wrong (reversed, "
         "replaced by a surrogate, shattered by a non-smooth layer) steers every gradient attack away from "
