@@ -104,7 +104,9 @@ def test_other_wrong_shapes_name_the_accepted_ones(few: ImageDataset) -> None:
         evaluate(model, few, "fgsm", THREAT, device="cpu")
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["half", "bfloat16"])
+@pytest.mark.parametrize(
+    "dtype", [torch.float16, torch.bfloat16, torch.float64], ids=["half", "bfloat16", "double"]
+)
 @pytest.mark.parametrize("one_logit", [False, True], ids=["two-logit", "one-logit"])
 def test_half_precision_models_evaluate_in_float32(
     trained_tiny: nn.Module, few: ImageDataset, dtype: torch.dtype, one_logit: bool
