@@ -380,6 +380,22 @@ def test_terminal_and_markdown_tables_mark_unsound_results(tmp_path: Path) -> No
     assert "- **UNSOUND (passed: soundness=warn)**: scaled, pgd 8/255: failed checks saturation" in md
 
 
+def test_one_set_of_number_formats_with_widths_and_missing_text() -> None:
+    from pytest_robust.report import fmt
+    from pytest_robust.report.html import _environment
+
+    assert (fmt.pct(0.5), fmt.pct(0), fmt.pct(0.12345), fmt.pct(None)) == ("50.0", "0.0", "12.3", "–")
+    assert (fmt.num(0.5), fmt.num(0.5, 1), fmt.num(12.6, 0), fmt.num(None)) == ("0.500", "0.5", "13", "–")
+    assert (fmt.pts(0.05), fmt.pts(-0.05), fmt.pts(0), fmt.pts(None)) == ("+5.0", "−5.0", "+0.0", "–")
+    # the terminal table's fixed columns: right-aligned to 5, a hyphen for a missing value
+    terminal = [fmt.pct(x, width=5, missing="-") for x in (0.5, 1.0, 0.001, None)]
+    assert terminal == [" 50.0", "100.0", "  0.1", "    -"]
+    assert [fmt.num(x, width=5, missing="-") for x in (0.5, 1.0, None)] == ["0.500", "1.000", "    -"]
+    # the HTML pages (report and verification) format with the same functions
+    filters = _environment().filters
+    assert (filters["pct"], filters["num"], filters["pts"]) == (fmt.pct, fmt.num, fmt.pts)
+
+
 RUN = {"id": "r", "command": ["pytest"], "duration_s": 1.0}
 MANIFEST = {
     "profile": {"name": "smoke", "description": "d"},
