@@ -407,6 +407,28 @@ MANIFEST = {
 }
 
 
+def test_the_schema_written_documented_and_shown_is_the_one_constant() -> None:
+    from pytest_robust import gate, schema
+    from pytest_robust.report.html import render_report
+
+    doc = res.build_document([res.TestRecord(nodeid="t::a", results=[_result()])], run=RUN, manifest=MANIFEST)
+    assert (doc["schema"], doc["schema_version"]) == (schema.RESULTS_SCHEMA, schema.RESULTS_SCHEMA_VERSION)
+    assert (res.SCHEMA, res.SCHEMA_VERSION, gate.SCHEMA_VERSION) == (
+        schema.RESULTS_SCHEMA,
+        schema.RESULTS_SCHEMA_VERSION,
+        schema.RESULT_SCHEMA_VERSION,
+    )
+    # the description of the document names the same versions, of results.json and of its details
+    text = (Path(__file__).parents[1] / "docs" / "results-schema.md").read_text(encoding="utf-8")
+    title = f"# `results.json` — schema `{schema.RESULTS_SCHEMA}`, version {schema.RESULTS_SCHEMA_VERSION}"
+    assert text.splitlines()[0] == title
+    assert f"| `schema_version` | `{schema.RESULTS_SCHEMA_VERSION}` |" in text
+    assert f"(schema {schema.RESULT_SCHEMA_VERSION} of `pytest_robust.gate`)" in text
+    # and the page shows what the document holds
+    html = render_report(doc)
+    assert f"(schema {schema.RESULTS_SCHEMA} v{schema.RESULTS_SCHEMA_VERSION})" in html
+
+
 def test_report_html_shows_unsound_verdicts_and_every_check() -> None:
     from pytest_robust.report.html import render_report
 
