@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_robust.errors import RobustConfigError
+from pytest_robust.schema import BASELINE_SCHEMA
 
 if TYPE_CHECKING:
     from pytest_robust.evaluate import EvalResult
     from pytest_robust.threat import ThreatModel
 
-SCHEMA = "pytest-robust-baseline/1"
+#: A baseline file's ``schema`` (defined in :mod:`pytest_robust.schema`).
+SCHEMA = BASELINE_SCHEMA
 #: the fix named in every mismatch message
 REGENERATE = "regenerate it with --robust-baseline-update (and review the diff before committing it)"
 #: how many sample identities a message or a comparison summary lists
@@ -121,7 +123,7 @@ class Baseline:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
+            "schema": BASELINE_SCHEMA,
             "test": self.test,
             "gate": self.gate,
             "attack": self.attack,
@@ -156,10 +158,11 @@ class Baseline:
             d = json.loads(text)
         except ValueError as exc:
             raise BaselineError(f"{where}: not valid JSON ({exc}); {REGENERATE}") from None
-        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        if not isinstance(d, dict) or d.get("schema") != BASELINE_SCHEMA:
             found = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise BaselineError(
-                f"{where}: not a pytest-robust baseline (schema {found!r}, expected {SCHEMA!r}); {REGENERATE}"
+                f"{where}: not a pytest-robust baseline (schema {found!r}, expected "
+                f"{BASELINE_SCHEMA!r}); {REGENERATE}"
             )
         try:
             samples = tuple(

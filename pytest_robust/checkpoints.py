@@ -32,6 +32,7 @@ from pytest_robust.errors import ResumeStateError, RobustConfigError
 from pytest_robust.models import resolve_device
 from pytest_robust.recipes import TrainingProfile, get_profile
 from pytest_robust.training import Recipe, seeded, train
+from pytest_robust.versions import training_versions
 
 __all__ = ["RESUME_DIR", "build_checkpoint", "checkpoint_spec", "library_versions"]
 
@@ -43,11 +44,8 @@ RESUME_DIR = "resume"
 _DESCRIPTIVE = ("description", "deviations")
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that determine the numerics of training."""
-    import timm
-
-    return {"torch": torch.__version__.split("+")[0], "timm": str(timm.__version__)}
+#: Versions of the libraries that determine the numerics of training (part of the cache spec).
+library_versions = training_versions
 
 
 def training_data(data: ImageDataset, profile: TrainingProfile, *, seed: int) -> ImageDataset:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -51,6 +50,7 @@ from pytest_robust.soundness import (
     uses_gradients,
 )
 from pytest_robust.threat import Norm, ThreatModel, format_eps
+from pytest_robust.versions import library_versions
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,19 +206,6 @@ class EvalResult:
             sample_ids=tuple(str(i) for i in d.get("sample_ids", ())),
             positive_label=int(d.get("positive_label", 1)),
         )
-
-
-def library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for dist in ("pytest-robust", "pyautoattack", "timm", "numpy"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    versions["cuda"] = str(torch.version.cuda) if torch.cuda.is_available() else "none"
-    return versions
 
 
 def _check_data(data: ImageDataset) -> None:
@@ -704,4 +691,4 @@ def _keep_examples(
         )
 
 
-__all__ = ["EvalResult", "evaluate", "format_eps", "worst_case"]
+__all__ = ["EvalResult", "evaluate", "format_eps", "library_versions", "worst_case"]

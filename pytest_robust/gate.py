@@ -29,6 +29,7 @@ from pytest_robust.policies import (
     compares_with_baseline,
     relation,
 )
+from pytest_robust.schema import RESULT_SCHEMA_VERSION
 from pytest_robust.threat import Norm, ThreatModel, format_eps
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
     from pytest_robust.evaluate import EvalResult
     from pytest_robust.soundness import SoundnessConfig
 
-SCHEMA_VERSION = 1
+#: The ``schema`` of :meth:`RobustResult.to_json` (defined in :mod:`pytest_robust.schema`).
+SCHEMA_VERSION = RESULT_SCHEMA_VERSION
 
 __all__ = [
     "LowerConfidenceBound",
@@ -123,7 +125,7 @@ class RobustResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA_VERSION,
+            "schema": RESULT_SCHEMA_VERSION,
             "min_acc": self.min_acc,
             "verdict": self.verdict.to_json(),
             "evaluation": self.evaluation.to_json(),

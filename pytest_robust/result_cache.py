@@ -7,7 +7,8 @@ Layout: ``<folder>/<key[:2]>/<key>.json`` (the folder: ``$PYTEST_ROBUST_RESULT_C
 fingerprints: two wrappers of one set of weights never share a result), the data (fingerprint and
 sample ids), the attack (its configuration and class), the threat model, seed, batch size, device
 type, example count, soundness configuration, positive label, focus, the stop rule's key, the
-library versions and :data:`SCHEMA`. Thread count and device index are deliberately not part of it.
+library versions and :data:`~pytest_robust.schema.RESULT_CACHE_SCHEMA`. Thread count and device
+index are deliberately not part of it.
 Writes go through a temporary file and ``os.replace``; a file lock per key makes concurrent
 pytest-xdist workers compute an evaluation once; a load re-hashes the result and an entry that is
 unreadable, truncated, of another key or schema, or fails its hash is recomputed with a
@@ -28,9 +29,11 @@ from typing import Any
 from pytest_robust.cache import atomic_write_bytes, canonical_json
 from pytest_robust.errors import ResultCacheWarning
 from pytest_robust.evaluate import EvalResult
+from pytest_robust.schema import RESULT_CACHE_SCHEMA
 
 #: bump when the key material or the payload changes meaning: old entries are then never looked up
-SCHEMA = 1
+#: (defined in :mod:`pytest_robust.schema`)
+SCHEMA = RESULT_CACHE_SCHEMA
 
 
 def device_type(device: str) -> str:
@@ -63,7 +66,7 @@ def result_key(
     """
     material = canonical_json(
         {
-            "schema": SCHEMA,
+            "schema": RESULT_CACHE_SCHEMA,
             "model": dict(model),
             "data": {"fingerprint": data_fingerprint, "sample_ids": list(sample_ids)},
             "attack": attack,
@@ -107,11 +110,11 @@ class ResultCache:
         if not isinstance(payload, dict) or not isinstance(payload.get("result"), dict):
             self._damaged(path, "not a result cache entry")
             return None
-        if payload.get("schema") != SCHEMA or payload.get("key") != key:
+        if payload.get("schema") != RESULT_CACHE_SCHEMA or payload.get("key") != key:
             self._damaged(
                 path,
                 f"schema {payload.get('schema')!r} / key {str(payload.get('key'))[:12]!r} "
-                f"do not match schema {SCHEMA} / key {key[:12]}",
+                f"do not match schema {RESULT_CACHE_SCHEMA} / key {key[:12]}",
             )
             return None
         material = payload.get("key_material")
@@ -132,7 +135,7 @@ class ResultCache:
         """Store ``result`` under ``key`` (atomically); returns the entry's path."""
         body = result.to_json()
         payload = {
-            "schema": SCHEMA,
+            "schema": RESULT_CACHE_SCHEMA,
             "key": key,
             "key_material": material,
             "result_sha256": hashlib.sha256(canonical_json(body).encode()).hexdigest(),

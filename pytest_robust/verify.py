@@ -43,6 +43,7 @@ from typing import Any
 
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.evidence import CONFIG, SUMS, SumsCheck, check_sums, recorded_checkpoints, sha256
+from pytest_robust.schema import VERIFICATION_SCHEMA_VERSION
 
 #: name of the verification document written into the output folder
 VERIFICATION = "verification.json"
@@ -385,7 +386,7 @@ class Verification:
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": "pytest-robust verification",
-            "schema": 1,
+            "schema": VERIFICATION_SCHEMA_VERSION,
             "run_id": self.run_id,
             "run_dir": self.run_dir,
             "status": self.status,

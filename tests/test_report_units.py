@@ -380,6 +380,22 @@ def test_terminal_and_markdown_tables_mark_unsound_results(tmp_path: Path) -> No
     assert "- **UNSOUND (passed: soundness=warn)**: scaled, pgd 8/255: failed checks saturation" in md
 
 
+def test_one_set_of_number_formats_with_widths_and_missing_text() -> None:
+    from pytest_robust.report import fmt
+    from pytest_robust.report.html import _environment
+
+    assert (fmt.pct(0.5), fmt.pct(0), fmt.pct(0.12345), fmt.pct(None)) == ("50.0", "0.0", "12.3", "–")
+    assert (fmt.num(0.5), fmt.num(0.5, 1), fmt.num(12.6, 0), fmt.num(None)) == ("0.500", "0.5", "13", "–")
+    assert (fmt.pts(0.05), fmt.pts(-0.05), fmt.pts(0), fmt.pts(None)) == ("+5.0", "−5.0", "+0.0", "–")
+    # the terminal table's fixed columns: right-aligned to 5, a hyphen for a missing value
+    terminal = [fmt.pct(x, width=5, missing="-") for x in (0.5, 1.0, 0.001, None)]
+    assert terminal == [" 50.0", "100.0", "  0.1", "    -"]
+    assert [fmt.num(x, width=5, missing="-") for x in (0.5, 1.0, None)] == ["0.500", "1.000", "    -"]
+    # the HTML pages (report and verification) format with the same functions
+    filters = _environment().filters
+    assert (filters["pct"], filters["num"], filters["pts"]) == (fmt.pct, fmt.num, fmt.pts)
+
+
 RUN = {"id": "r", "command": ["pytest"], "duration_s": 1.0}
 MANIFEST = {
     "profile": {"name": "smoke", "description": "d"},
@@ -389,6 +405,28 @@ MANIFEST = {
     "integrity": {"summary": "synthetic"},
     "versions": {},
 }
+
+
+def test_the_schema_written_documented_and_shown_is_the_one_constant() -> None:
+    from pytest_robust import gate, schema
+    from pytest_robust.report.html import render_report
+
+    doc = res.build_document([res.TestRecord(nodeid="t::a", results=[_result()])], run=RUN, manifest=MANIFEST)
+    assert (doc["schema"], doc["schema_version"]) == (schema.RESULTS_SCHEMA, schema.RESULTS_SCHEMA_VERSION)
+    assert (res.SCHEMA, res.SCHEMA_VERSION, gate.SCHEMA_VERSION) == (
+        schema.RESULTS_SCHEMA,
+        schema.RESULTS_SCHEMA_VERSION,
+        schema.RESULT_SCHEMA_VERSION,
+    )
+    # the description of the document names the same versions, of results.json and of its details
+    text = (Path(__file__).parents[1] / "docs" / "results-schema.md").read_text(encoding="utf-8")
+    title = f"# `results.json` — schema `{schema.RESULTS_SCHEMA}`, version {schema.RESULTS_SCHEMA_VERSION}"
+    assert text.splitlines()[0] == title
+    assert f"| `schema_version` | `{schema.RESULTS_SCHEMA_VERSION}` |" in text
+    assert f"(schema {schema.RESULT_SCHEMA_VERSION} of `pytest_robust.gate`)" in text
+    # and the page shows what the document holds
+    html = render_report(doc)
+    assert f"(schema {schema.RESULTS_SCHEMA} v{schema.RESULTS_SCHEMA_VERSION})" in html
 
 
 def test_report_html_shows_unsound_verdicts_and_every_check() -> None:

@@ -77,6 +77,36 @@ def test_the_device_index_is_not_in_the_key() -> None:
     assert result_key(**{**KEY_ARGS, "device": "cuda:0"}) == result_key(**{**KEY_ARGS, "device": "cuda"})
 
 
+def test_library_versions_keep_the_keys_of_existing_cache_entries() -> None:
+    """``library_versions()`` is in every key and every recorded evaluation: the same keys, in the
+    same order, with the same values, whichever module a caller takes it from."""
+    import platform
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    from pytest_robust import evaluate as evaluate_module
+    from pytest_robust import versions
+
+    installed = []
+    for dist in ("pytest-robust", "pyautoattack", "timm", "numpy"):
+        try:
+            installed.append((dist, metadata.version(dist)))
+        except metadata.PackageNotFoundError:
+            continue
+    cuda = str(torch.version.cuda) if torch.cuda.is_available() else "none"
+    expected = [("python", platform.python_version()), ("torch", torch.__version__), *installed]
+    expected.append(("cuda", cuda))
+    assert list(versions.library_versions().items()) == expected
+    assert evaluate_module.library_versions is versions.library_versions
+    _, material = result_key(**{**KEY_ARGS, "versions": versions.library_versions()})
+    assert json.loads(material)["versions"] == dict(expected)
+    # the module is torch-free at import time (the plugin and the report import it)
+    code = "import sys, pytest_robust.versions; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_round_trip_equals(tmp_path: Path, result: EvalResult) -> None:
     cache = ResultCache(tmp_path)
     key, material = result_key(**KEY_ARGS)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_robust.evidence import SUMS, evidence_files, sums_text
+from pytest_robust.report import fmt
 from pytest_robust.report import results as res
 from pytest_robust.report.run import dumps, git_info, package_versions, platform_info, torch_info, write_run
 
@@ -219,10 +220,10 @@ def terminal_table(path: Path) -> list[str]:
         return ["(no robustness results recorded)"]
 
     def pct(x: float | None) -> str:
-        return "    -" if x is None else f"{100 * x:5.1f}"
+        return fmt.pct(x, width=5, missing="-")
 
     def num(x: float | None) -> str:
-        return "    -" if x is None else f"{x:5.3f}"
+        return fmt.num(x, width=5, missing="-")
 
     def cell(attack: dict[str, Any] | None, width: int = 5) -> str:
         """Accuracy and a mark: ``!`` when the evaluation is UNSOUND (listed below the table)."""

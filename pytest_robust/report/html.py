@@ -11,7 +11,7 @@ from typing import Any
 from markupsafe import Markup
 
 from pytest_robust.policies import compares_with_baseline, relation
-from pytest_robust.report import figures
+from pytest_robust.report import figures, fmt
 from pytest_robust.report import results as res
 from pytest_robust.threat import format_eps
 
@@ -30,11 +30,11 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["pct"] = lambda x: "–" if x is None else f"{100 * x:.1f}"
-    env.filters["num"] = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"
+    env.filters["pct"] = fmt.pct
+    env.filters["num"] = fmt.num  # ``x | num(1)``: one decimal
     env.filters["eps"] = lambda x: "0" if not x else format_eps(x)
     # a difference of two accuracies in percentage points, always signed
-    env.filters["pts"] = lambda x: "–" if x is None else f"{100 * x:+.1f}".replace("-", "−")
+    env.filters["pts"] = fmt.pts
     return env
 
 

@@ -10,23 +10,17 @@ import html
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_robust.report import fmt
 from pytest_robust.report import results as res
 from pytest_robust.threat import format_eps
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
-
-
-def _num(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3f}"
-
-
-def _cell(value: str, ref: dict[str, float], key: str, fmt: Any) -> str:
-    return f"{value} ({fmt(ref[key])})" if key in ref else value
+def _cell(value: str, ref: dict[str, float], key: str, show: Callable[[float | None], str]) -> str:
+    return f"{value} ({show(ref[key])})" if key in ref else value
 
 
 def _mark(value: str, sound: bool) -> str:
@@ -64,26 +58,26 @@ def table(document: dict[str, Any]) -> str:
         ref = t["reference"] or {}
         attacks = t["attacks"]
         cells = [
-            _cell(_mark(_pct(t["clean_acc"]), t.get("clean_sound", True)), ref, "clean_acc", _pct)
+            _cell(_mark(fmt.pct(t["clean_acc"]), t.get("clean_sound", True)), ref, "clean_acc", fmt.pct)
             + _clean_clinical(t),
-            _cell(_num(t["clean_f1"]), ref, "clean_f1", _num),
-            _cell(_num(t["clean_auc"]), ref, "clean_auc", _num),
+            _cell(fmt.num(t["clean_f1"]), ref, "clean_f1", fmt.num),
+            _cell(fmt.num(t["clean_auc"]), ref, "clean_auc", fmt.num),
         ]
         for a in columns:
-            value = "–"
+            value = fmt.MISSING
             if a in attacks:
                 lo, hi = attacks[a]["ci"]
-                value = f"{_pct(attacks[a]['acc'])} [{_pct(lo)}, {_pct(hi)}]"
+                value = f"{fmt.pct(attacks[a]['acc'])} [{fmt.pct(lo)}, {fmt.pct(hi)}]"
                 value = _mark(value, attacks[a].get("sound", True))
             if a in ref and ref[a] is None:  # the study has no such number
                 value = f"{value} ({NO_STUDY_VALUE})"
             else:
-                value = _cell(value, ref, a, _pct)
+                value = _cell(value, ref, a, fmt.pct)
             cells.append(value + (_attack_clinical(attacks[a]) if a in attacks else ""))
         lines.append("| " + " | ".join([t["model"], *cells]) + " |")
     eps = rows[0]["eps"]
     note = (
-        f"\nAccuracy in %, Linf eps {format_eps(eps) if eps else '–'}, n = {rows[0]['n']} per model; "
+        f"\nAccuracy in %, Linf eps {format_eps(eps) if eps else fmt.MISSING}, n = {rows[0]['n']} per model; "
         "brackets: 95% Clopper–Pearson interval; parentheses: the reference study's Table V"
         + (
             f"; worst case: the pointwise worst case over the attacks (a sample counts only when every "
@@ -133,11 +127,11 @@ def seed_table(document: dict[str, Any]) -> str:
         for c in cells:
             hit = next((x for x in study["cells"] if x["model"] == model and x["cell"] == c), None)
             if hit is None:
-                out.append("–")
+                out.append(fmt.MISSING)
                 continue
-            interval = f" [{_pct(hit['ci'][0])}, {_pct(hit['ci'][1])}]" if hit["ci"] else ""
-            per_seed = " / ".join(_pct(hit["per_seed"][str(s)]) for s in seeds)
-            out.append(f"{_pct(hit['mean'])}{interval} ({per_seed})")
+            interval = f" [{fmt.pct(hit['ci'][0])}, {fmt.pct(hit['ci'][1])}]" if hit["ci"] else ""
+            per_seed = " / ".join(fmt.pct(hit["per_seed"][str(s)]) for s in seeds)
+            out.append(f"{fmt.pct(hit['mean'])}{interval} ({per_seed})")
         lines.append("| " + " | ".join([model, *out]) + " |")
     seed_list = ", ".join(str(s) for s in seeds)
     note = (
@@ -162,14 +156,14 @@ def _clean_clinical(entry: dict[str, Any]) -> str:
     sens, spec = entry.get("clean_sensitivity"), entry.get("clean_specificity")
     if sens is None and spec is None:
         return ""
-    return f" · sens {_pct(sens)} · spec {_pct(spec)}"
+    return f" · sens {fmt.pct(sens)} · spec {fmt.pct(spec)}"
 
 
 def _attack_clinical(cell: dict[str, Any]) -> str:
     """`` · sens 42.0 · 12 flipped`` after an attack's accuracy; nothing for results without them."""
     if cell.get("robust_sensitivity") is None:
         return ""
-    return f" · sens {_pct(cell['robust_sensitivity'])} · {cell.get('flipped_to_negative')} flipped"
+    return f" · sens {fmt.pct(cell['robust_sensitivity'])} · {cell.get('flipped_to_negative')} flipped"
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")

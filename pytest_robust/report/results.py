@@ -1,4 +1,5 @@
-"""The results document (``results.json``, schema ``pytest-robust/results`` version 2) and its rows.
+"""The results document (``results.json``, schema ``pytest-robust/results``, the version in
+:mod:`pytest_robust.schema`) and its rows.
 
 Pure functions over plain JSON: the collector hands over one :class:`TestRecord` per test (with
 the robustness results the test recorded in ``user_properties``); :func:`build_document` turns
@@ -17,18 +18,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pytest_robust import soundness
 from pytest_robust.policies import compares_with_baseline, relation
+from pytest_robust.schema import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 from pytest_robust.threat import format_eps
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEMA: Final = "pytest-robust/results"
-#: 2: soundness columns in the rows (``status``, ``sound``, ``soundness``, ``failed_checks``,
-#: ``check_<name>``) and ``summary.unsound``; 1: the first release. Added since, without a bump
-#: (only new fields): clinical columns (robust sensitivity / specificity, positives flipped to
-#: negative), the baseline comparison (``vs_baseline_*``, ``newly_broken``), every requirement of
-#: a gate (``requirements``) and the samples a sequential policy used.
-SCHEMA_VERSION: Final = 2
+#: The document's ``schema`` and ``schema_version`` (defined, with the version history, in
+#: :mod:`pytest_robust.schema`).
+SCHEMA: Final = RESULTS_SCHEMA
+SCHEMA_VERSION: Final = RESULTS_SCHEMA_VERSION
 
 #: Attack names in increasing strength: the table's columns and the choice of "strongest".
 ATTACK_ORDER: Final = ("fgsm", "pgd", "autoattack")
@@ -272,8 +271,8 @@ def build_document(
         tests.append(record.to_json(ids))
     counts = Counter(r.outcome for r in records)
     document: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
+        "schema": RESULTS_SCHEMA,
+        "schema_version": RESULTS_SCHEMA_VERSION,
         "run": run,
         "manifest": manifest,
         "summary": {

@@ -13,6 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# the manifest's versions (one implementation for the package: :mod:`pytest_robust.versions`)
+from pytest_robust.versions import package_versions as package_versions
+from pytest_robust.versions import torch_info as torch_info
+
 #: Name of the stable pointer to the newest run inside the report folder.
 LATEST = "latest"
 
@@ -77,50 +81,6 @@ def git_info(root: Path) -> dict[str, Any] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(status.strip())}
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of everything that decides the numbers (and of the report's own tools)."""
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for dist in (
-        "pytest-robust",
-        "pytest",
-        "torch",
-        "torchvision",
-        "timm",
-        "pyautoattack",
-        "autoattack",
-        "numpy",
-        "scipy",
-        "scikit-learn",
-        "pandas",
-        "matplotlib",
-        "jinja2",
-        "pillow",
-        "safetensors",
-        "pytest-xdist",
-    ):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def torch_info() -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {
-        "version": torch.__version__,
-        "cuda_build": torch.version.cuda,
-        "cuda_available": torch.cuda.is_available(),
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,  # type: ignore[no-untyped-call]
-    }
-    if torch.cuda.is_available():
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
 
 
 def platform_info() -> dict[str, Any]:
