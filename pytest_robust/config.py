@@ -47,6 +47,9 @@ class Profile:
     image_size: int
     batch_size: int
     budgets: AttackBudgets
+    #: set for a profile whose numbers only show that the harness runs (``smoke``): why they are
+    #: not measurements; the terminal and the report say so beside every number
+    plumbing: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,17 +59,22 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
         "smoke": Profile(
             name="smoke",
-            description="seconds, for tests: tiny attack budgets, 64 samples",
-            n_eval=64,
+            description="a plumbing check in about a minute: tiny attack budgets, 32 samples",
+            n_eval=32,
             image_size=32,
             batch_size=64,
             budgets=AttackBudgets(
-                pgd_steps=10,
-                pgd_rel_step_size=0.25,
+                pgd_steps=5,
+                pgd_rel_step_size=0.5,
                 pgd_restarts=1,
-                apgd_steps=10,
+                apgd_steps=5,
                 apgd_restarts=1,
-                square_queries=50,
+                square_queries=20,
+            ),
+            plumbing=(
+                "smoke profile: a plumbing check, not a measurement - models trained for 1 epoch on "
+                "64 images, 32 samples, attacks of 5 steps; the numbers show that the harness runs "
+                "end to end, not how robust any model is (use --robust-profile ci or paper)"
             ),
         ),
         "ci": Profile(

@@ -22,13 +22,14 @@ robust accuracy per model is the pointwise worst case over FGSM, PGD and AutoAtt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from pytest_robust.architectures import REFERENCE_ARCHITECTURES
 from pytest_robust.evaluate import worst_case
+from pytest_robust.gate import RobustnessFailure
 from pytest_robust.policies import LowerConfidenceBound, PointEstimate
 from pytest_robust.soundness import attack_order, eps_monotonicity
 from pytest_robust.threat import format_eps
@@ -65,6 +66,9 @@ class Thresholds:
     #: still measures, then reports an expected failure (xfail) when the check fails, and passes
     #: when it holds after all. Keys: ``check:model`` (e.g. ``at_gain:mobilenetv2_100``).
     expected_failures: Mapping[str, str] = field(default_factory=dict)
+    #: the profile's plumbing-check notice (``smoke``): every check that fails is an expected failure
+    #: saying so, because the profile's numbers measure nothing (see ``Profile.plumbing``)
+    plumbing: str | None = None
 
     def require_findings(self) -> None:
         if not self.check_findings:
@@ -77,6 +81,8 @@ class Thresholds:
             return
         if key in self.expected_failures:
             pytest.xfail(f"{message} [known at this profile: {self.expected_failures[key]}]")
+        if self.plumbing:
+            pytest.xfail(f"{message} [{self.plumbing}]")
         pytest.fail(message, pytrace=False)
 
 
@@ -150,19 +156,26 @@ THRESHOLDS: dict[str, Thresholds] = {
             "under PGD-20 at 4/255 (the study: 15.2% at 224 px)",
         },
     ),
-    # Seconds: 1 epoch on 64 images, 64 test images. The mechanics run; the findings are not expected to.
+    # About a minute: 1 epoch on 64 images, 32 test images, 5-step attacks. A plumbing check: the
+    # mechanics run; the findings are not checked and any other failed check is an expected failure.
     "smoke": Thresholds(
         collapse_max=1.0,
         at_gain_min=-1.0,
         convnext_gate=0.0,
         attack_order_slack=0.10,
         monotone_slack=0.10,
-        why="smoke profile: models barely trained (1 epoch on 64 images); use --robust-profile ci",
+        why="smoke profile: a plumbing check, models barely trained (1 epoch on 64 images); use "
+        "--robust-profile ci",
         check_findings=False,
     ),
 }
 
 MODELS = [pytest.param(a, r, id=f"{a}-{r}") for a in REFERENCE_ARCHITECTURES for r in RECIPES]
+
+
+def pgd_name(result: Any) -> str:
+    """``PGD-20`` (the study's attack) or the step count the profile ran, from the measured result."""
+    return f"PGD-{result.evaluation.attack.get('steps', '?')}"
 
 
 def label(arch: str, recipe: str) -> str:
@@ -173,8 +186,8 @@ def label(arch: str, recipe: str) -> str:
 def thresholds(pytestconfig: pytest.Config) -> Thresholds:
     from pytest_robust.plugin import CONFIG_KEY
 
-    name = pytestconfig.stash[CONFIG_KEY].profile.name
-    return THRESHOLDS[name]
+    profile = pytestconfig.stash[CONFIG_KEY].profile
+    return replace(THRESHOLDS[profile.name], plumbing=profile.plumbing)
 
 
 @pytest.fixture
@@ -250,7 +263,7 @@ def test_pgd_is_at_least_as_strong_as_fgsm(measure, thresholds, arch: str, recip
     thresholds.check(
         f"pgd_vs_fgsm:{arch}-{recipe}",
         pgd.robust_acc <= fgsm.robust_acc + thresholds.attack_order_slack and not per_sample.failed,
-        f"{label(arch, recipe)}: PGD-20 leaves {pgd.robust_acc:.3f} robust but one-step FGSM only "
+        f"{label(arch, recipe)}: {pgd_name(pgd)} leaves {pgd.robust_acc:.3f} robust but one-step FGSM only "
         f"{fgsm.robust_acc:.3f}, per sample: {per_sample.summary}: the iterative attack is weaker, a "
         "sign of gradient masking",
     )
@@ -264,7 +277,7 @@ def test_autoattack_is_at_least_as_strong_as_pgd(measure, thresholds, arch: str,
     thresholds.check(
         f"aa_vs_pgd:{arch}-{recipe}",
         aa.robust_acc <= pgd.robust_acc + thresholds.attack_order_slack and not per_sample.failed,
-        f"{label(arch, recipe)}: AutoAttack leaves {aa.robust_acc:.3f} robust but PGD-20 "
+        f"{label(arch, recipe)}: AutoAttack leaves {aa.robust_acc:.3f} robust but {pgd_name(pgd)} "
         f"{pgd.robust_acc:.3f}, per sample: {per_sample.summary}: AutoAttack should never be weaker",
     )
 
@@ -279,7 +292,7 @@ def test_robust_accuracy_falls_with_eps(measure, thresholds, arch: str, recipe: 
 
 @pytest.mark.parametrize(("arch", "recipe"), MODELS)
 def test_worst_case(measure, assert_robust, checkpoint, arch: str, recipe: str, fgsm, pgd, aa) -> None:  # type: ignore[no-untyped-def]
-    """The headline number: robust only if FGSM, PGD-20 and AutoAttack all fail on the sample."""
+    """The headline number: robust only if FGSM, PGD and AutoAttack all fail on the sample."""
     results = [measure(arch, recipe, a).evaluation for a in ("fgsm", "pgd", "autoattack")]
     combined = worst_case(results)
     result = assert_robust(
@@ -321,14 +334,16 @@ def test_standard_model_collapses_under_pgd(measure, thresholds, record_finding,
     result = measure(arch, "standard", "pgd")
     holds = record_finding(
         "standard models collapse under PGD",
-        claim=f"{label(arch, 'standard')}: PGD-20 robust accuracy <= {thresholds.collapse_max:.2f}",
+        claim=f"{label(arch, 'standard')}: {pgd_name(result)} robust accuracy "
+        f"<= {thresholds.collapse_max:.2f}",
         measured=f"{result.robust_acc:.3f} (clean {result.clean_acc:.3f})",
         holds=result.robust_acc <= thresholds.collapse_max,
     )
     thresholds.check(
         f"collapse:{arch}",
         holds,
-        f"{label(arch, 'standard')} keeps {result.robust_acc:.3f} under PGD-20 at {format_eps(EPS)} "
+        f"{label(arch, 'standard')} keeps {result.robust_acc:.3f} under {pgd_name(result)} at "
+        f"{format_eps(EPS)} "
         f"(clean {result.clean_acc:.3f}): more than {thresholds.collapse_max:.2f} ({thresholds.why})",
     )
 
@@ -341,14 +356,15 @@ def test_pgd_at_raises_robust_accuracy(measure, thresholds, record_finding, arch
     gain = robust.robust_acc - standard.robust_acc
     holds = record_finding(
         "PGD-AT raises robust accuracy",
-        claim=f"{arch}: PGD-20 accuracy gain of PGD-AT over standard >= {thresholds.at_gain_min:.2f}",
+        claim=f"{arch}: {pgd_name(robust)} accuracy gain of PGD-AT over standard "
+        f">= {thresholds.at_gain_min:.2f}",
         measured=f"{standard.robust_acc:.3f} -> {robust.robust_acc:.3f} ({gain:+.3f})",
         holds=gain >= thresholds.at_gain_min,
     )
     thresholds.check(
         f"at_gain:{arch}",
         holds,
-        f"{arch}: PGD-AT gains only {gain:+.3f} PGD-20 accuracy over standard training "
+        f"{arch}: PGD-AT gains only {gain:+.3f} {pgd_name(robust)} accuracy over standard training "
         f"({standard.robust_acc:.3f} -> {robust.robust_acc:.3f}); required {thresholds.at_gain_min:+.2f}",
     )
 
@@ -377,11 +393,16 @@ def test_release_gate_convnext_pgd_at_under_autoattack(measure, thresholds) -> N
     """A release gate written as the product is used: an ordinary assert_robust on one model, with the
     soundness checks strict (an unsound evaluation fails the gate) and the default policy for new
     users: the exact 95% lower bound of the robust accuracy must clear the requirement."""
-    measure(
-        "convnext_tiny",
-        "pgd-at",
-        "autoattack",
-        min_acc=thresholds.convnext_gate,
-        soundness="strict",
-        policy=LowerConfidenceBound(),
-    )
+    try:
+        measure(
+            "convnext_tiny",
+            "pgd-at",
+            "autoattack",
+            min_acc=thresholds.convnext_gate,
+            soundness="strict",
+            policy=LowerConfidenceBound(),
+        )
+    except RobustnessFailure as failure:
+        if not thresholds.plumbing:
+            raise
+        pytest.xfail(f"{str(failure).splitlines()[0]} [{thresholds.plumbing}]")
