@@ -72,9 +72,9 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                 square_queries=20,
             ),
             plumbing=(
-                "smoke profile: a plumbing check, not a measurement - models trained for 1 epoch on "
-                "64 images, 32 samples, attacks of 5 steps; the numbers show that the harness runs "
-                "end to end, not how robust any model is (use --robust-profile ci or paper)"
+                "smoke profile: a plumbing check, not a measurement - 32 samples, 5-step attacks (its "
+                "built-in models train 1 epoch on 64 images); the numbers show that the harness runs end "
+                "to end, not how robust a model is (use --robust-profile ci or paper)"
             ),
         ),
         "ci": Profile(

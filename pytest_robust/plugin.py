@@ -23,41 +23,52 @@ import pytest
 from pytest_robust import config as cfg
 from pytest_robust.errors import RobustError
 
+# the names the reporter shares live in a leaf module (it imports that, never this one); re-exported
+from pytest_robust.keys import (
+    BASELINE_KEY as BASELINE_KEY,
+)
+from pytest_robust.keys import (
+    BUILT_KEY as BUILT_KEY,
+)
+from pytest_robust.keys import (
+    CHECKS_KEY as CHECKS_KEY,
+)
+from pytest_robust.keys import (
+    CONFIG_KEY as CONFIG_KEY,
+)
+from pytest_robust.keys import (
+    DEFAULT_REPORT_DIR as DEFAULT_REPORT_DIR,
+)
+from pytest_robust.keys import (
+    FINDING as FINDING,
+)
+from pytest_robust.keys import (
+    MEMO_KEY as MEMO_KEY,
+)
+from pytest_robust.keys import (
+    POLICY_KEY as POLICY_KEY,
+)
+from pytest_robust.keys import (
+    PROPERTY as PROPERTY,
+)
+from pytest_robust.keys import (
+    RESULT_COUNTS_KEY as RESULT_COUNTS_KEY,
+)
+from pytest_robust.keys import (
+    RUN_ID_KEY as RUN_ID_KEY,
+)
+from pytest_robust.keys import WORKER_COUNTS as _WORKER_COUNTS
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from pytest_robust.attacks import Attack
-    from pytest_robust.baseline_store import BaselineStore
     from pytest_robust.data.dataset import ImageDataset
     from pytest_robust.gate import RobustResult
     from pytest_robust.policies import NonInferiority, Policy
     from pytest_robust.result_cache import ResultCache
 
-CONFIG_KEY = pytest.StashKey["cfg.RobustConfig"]()
-
-#: ``user_properties`` name under which each result's JSON is recorded.
-PROPERTY = "pytest_robust.result"
-#: ``user_properties`` name of a suite's named finding (plain JSON: what was compared, the outcome).
-FINDING = "pytest_robust.finding"
-#: Where ``--robust-report`` without a value writes (relative to the invocation directory).
-DEFAULT_REPORT_DIR = "reports"
-
-MEMO_KEY = pytest.StashKey[dict[str, Any]]()
-#: the model checks of the soundness module, per model and data (they do not depend on the attack)
-CHECKS_KEY = pytest.StashKey[dict[str, Any]]()
-RUN_ID_KEY = pytest.StashKey[str]()
-#: the ``--robust-baseline`` store (absent without the option)
-BASELINE_KEY: pytest.StashKey[BaselineStore] = pytest.StashKey()
-#: the gate's default policy, resolved from ``--robust-policy`` by ``pytest_robust_make_policy``
-POLICY_KEY = pytest.StashKey["Policy | NonInferiority"]()
-#: checkpoints the plugin's fixtures built: ``id(model)`` → (model, its manifest record); a gate on
-#: one of them records the checkpoint, so ``pytest-robust verify`` and ``export`` can find it
-BUILT_KEY = pytest.StashKey[dict[int, tuple[Any, dict[str, Any]]]]()
-#: this process's result-cache counts (``hit``, ``computed``), summed over workers on the controller
-RESULT_COUNTS_KEY = pytest.StashKey[dict[str, int]]()
-#: ``workeroutput`` name under which a pytest-xdist worker hands its result-cache counts back
-_WORKER_COUNTS = "pytest_robust_result_cache"
 
 # option name, ini name, parser, default (None: the profile's), help
 _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
@@ -282,15 +293,18 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_robust.report.run import new_run_id
 
         config.stash[RUN_ID_KEY] = new_run_id()
-    report_dir = config.getoption("robust_report")
-    if report_dir is not None and workerinput is None:
+    if workerinput is None:  # the controller: one collector, the report folder with --robust-report
         from pytest_robust.report.collector import ReportCollector
-        from pytest_robust.report.run import report_folder_problem
 
-        target = _report_dir(config, report_dir)
-        problem = report_folder_problem(target)
-        if problem is not None:
-            raise pytest.UsageError(f"--robust-report {report_dir}: {problem}")
+        target = None
+        report_dir = config.getoption("robust_report")
+        if report_dir is not None:
+            from pytest_robust.report.run import report_folder_problem
+
+            target = _report_dir(config, report_dir)
+            problem = report_folder_problem(target)
+            if problem is not None:
+                raise pytest.UsageError(f"--robust-report {report_dir}: {problem}")
         config.pluginmanager.register(ReportCollector(config, target), "pytest-robust-report")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "pytest-robust-xdist")
@@ -860,91 +874,3 @@ def pytest_runtest_makereport(
     message = str(excinfo.value).replace("\n", "\nE   ")
     report.longrepr = f"{where}E   {excinfo.typename}: {message}"
     return report
-
-
-# --- terminal summary ----------------------------------------------------------------------------
-
-
-def _robust_rows(terminalreporter: Any) -> list[tuple[str, dict[str, Any]]]:
-    rows = []
-    for reports in terminalreporter.stats.values():
-        for rep in reports:
-            if getattr(rep, "when", None) != "call":
-                continue
-            for name, value in getattr(rep, "user_properties", ()):
-                if name == PROPERTY:
-                    row = json.loads(value)
-                    row["expected_failure"] = hasattr(rep, "wasxfail")
-                    rows.append((rep.nodeid, row))
-    return sorted(rows, key=lambda r: r[0])
-
-
-def _verdict_label(verdict: dict[str, Any], expected_failure: bool) -> str:
-    passed = bool(verdict["passed"])
-    if not verdict.get("sound", True):
-        label = "UNSOUND (passed: soundness=warn)" if passed else "UNSOUND"
-        return f"{label} (expected)" if expected_failure else label
-    if expected_failure:
-        return "FAIL (expected)" if not passed else "PASS (test xfail)"
-    return "PASS" if passed else "FAIL"
-
-
-def _summary_extras(result: dict[str, Any]) -> str:
-    """Robust sensitivity, samples used by a sequential policy, the comparison with the baseline."""
-    ev, vd = result["evaluation"], result["verdict"]
-    out = ""
-    clinical = ev.get("clinical") or {}
-    if clinical.get("robust_sensitivity") is not None:
-        out += f"  sens {clinical['robust_sensitivity']:.3f}"
-    available = ev["data"].get("available")
-    if available is not None:
-        out += f" (used {ev['n']} of {available})"
-    from pytest_robust.report.results import baseline_part
-
-    part = baseline_part(vd)
-    if part is not None:
-        d = part["details"]
-        out += (
-            f"  vs baseline {part['measured']:+.3f} ({d['newly_broken']} newly broken, "
-            f"{d['newly_robust']} newly robust) {'PASS' if part['passed'] else 'FAIL'}"
-        )
-    return out
-
-
-def _cache_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """One line: how many evaluations the result cache answered, how many were computed, and where."""
-    counts = config.stash.get(RESULT_COUNTS_KEY, None)
-    if not counts or not (counts["hit"] or counts["computed"]):
-        return
-    where = config.stash[CONFIG_KEY].resolved_result_cache_dir()
-    recompute = " (--robust-recompute: not read)" if config.getoption("robust_recompute") else ""
-    terminalreporter.write_line(
-        f"result cache: {counts['hit']} hit, {counts['computed']} computed{recompute}, {where}"
-    )
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    from pytest_robust.threat import format_eps
-
-    rows = _robust_rows(terminalreporter)
-    if not rows:
-        _cache_summary(terminalreporter, config)
-        return
-    tr = terminalreporter
-    tr.write_sep("=", "robustness summary")
-    synthetic = any(r["evaluation"]["data"].get("synthetic") for _, r in rows)
-    for nodeid, r in rows:
-        ev, vd = r["evaluation"], r["verdict"]
-        lo, hi = vd["interval"]
-        tr.write_line(
-            f"{_verdict_label(vd, r['expected_failure'])} {nodeid}: {ev['attack']['name']} "
-            f"{ev['threat']['norm']} eps={format_eps(ev['threat']['eps'])}  "
-            f"clean {ev['clean_acc']:.3f}  robust {ev['robust_acc']:.3f} [{lo:.3f}, {hi:.3f}]  "
-            f"required {r['min_acc']:.3f}  n={ev['n']}{_summary_extras(r)}"
-        )
-        for check in ev.get("checks", ()):
-            if check.get("status") == "fail":
-                tr.write_line(f"    unsound: {check['name']}: {check['summary']}")
-    if synthetic:
-        tr.write_line("note: data is the embedded SYNTHETIC set; pass --robust-data for real images")
-    _cache_summary(tr, config)

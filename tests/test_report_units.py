@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import io
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -320,8 +319,8 @@ def test_rows_carry_status_sound_policy_and_one_column_per_check() -> None:
 
 
 def test_v1_results_without_soundness_keys_still_make_rows(tmp_path: Path) -> None:
-    from pytest_robust.report.build import terminal_table
     from pytest_robust.report.markdown import table
+    from pytest_robust.report.terminal import summary_lines
 
     records = [
         res.TestRecord(nodeid="t::a", results=[_result(v1=True)]),
@@ -346,33 +345,27 @@ def test_v1_results_without_soundness_keys_still_make_rows(tmp_path: Path) -> No
     old["rows"] = [
         {k: v for k, v in r.items() if k not in ("status", "sound", "soundness")} for r in doc["rows"]
     ]
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(old), encoding="utf-8")
-    lines = terminal_table(path)
-    assert not any("UNSOUND" in line or "!" in line for line in lines)
+    lines = summary_lines(old)
+    assert not any("UNSOUND" in line for line in lines)
+    assert [line.split()[:2] for line in lines[:2]] == [["PASS", "m1"], ["FAIL", "m2"]]
     assert "UNSOUND" not in table(old)
 
 
 def test_terminal_and_markdown_tables_mark_unsound_results(tmp_path: Path) -> None:
-    from pytest_robust.report.build import terminal_table
     from pytest_robust.report.markdown import table
+    from pytest_robust.report.terminal import summary_lines
 
     doc = _unsound_document()
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    lines = terminal_table(path)
-    scaled = next(line for line in lines if line.startswith("scaled"))
-    assert scaled.startswith("scaled        100.0  1.000 1.000      -   50.0!     -")
-    m1 = next(line for line in lines if line.startswith("m1 "))
-    assert "!" not in m1
-    head = lines[0]
-    assert head.index("PGD") + 3 == scaled.index("50.0!") + 4  # the column stays aligned
-    text = "\n".join(lines)
-    assert "2 results UNSOUND" in text
-    assert (
-        "UNSOUND (passed: soundness=warn): scaled · pgd 8/255 · failed checks saturation · t::warned" in text
-    )
-    assert "UNSOUND: strict-model · pgd 8/255 · failed checks gradient, unbounded · t::strict" in text
+    lines = summary_lines(doc)
+    by_model = {line.split()[1]: line for line in lines if line.split()[0] in ("PASS", "FAIL", "UNSOUND")}
+    # one line per model: its verdict, the failed checks named; UNSOUND outranks a failed test
+    assert by_model["scaled"].startswith("UNSOUND scaled")
+    assert by_model["scaled"].endswith("tests: 1 passed  unsound: saturation")
+    assert by_model["m1"].startswith("PASS    m1")
+    assert "unsound" not in by_model["m1"]
+    assert by_model["strict-model"].startswith("UNSOUND strict-model")
+    assert by_model["strict-model"].endswith("tests: 1 failed  unsound: gradient, unbounded")
+    assert "UNSOUND: a soundness check failed; those numbers are not evidence" in "\n".join(lines)
     md = table(doc)
     assert "| scaled |" in md
     assert "50.0 [10.0, 90.0] **UNSOUND**" in md
@@ -528,9 +521,9 @@ def _worst_case_document() -> dict[str, Any]:
 
 
 def test_worst_case_gets_its_own_column_without_a_study_value(tmp_path: Path) -> None:
-    from pytest_robust.report.build import terminal_table
     from pytest_robust.report.html import render_report
     from pytest_robust.report.markdown import table as markdown_table
+    from pytest_robust.report.terminal import summary_lines
 
     doc = _worst_case_document()
     # results.json rows and results.csv: one row per result, the worst case like any other
@@ -570,22 +563,14 @@ def test_worst_case_gets_its_own_column_without_a_study_value(tmp_path: Path) ->
     assert "the study does not report (—)" in md
     assert "- **UNSOUND (passed: soundness=warn)**: other, worst-case 4/255: failed checks gradient" in md
 
-    # terminal: the column after AA, aligned under its heading, "!" on an unsound cell
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    lines = terminal_table(path)
-    head = lines[0]
-    assert head.index("AA") < head.index("worst case") < head.index("(accuracy %")
-    study_row = next(line for line in lines if line.startswith("resnet50 standard"))
-    other_row = next(line for line in lines if line.startswith("other"))
-    assert study_row.endswith(" 75.0   50.0   50.0        25.0")
-    assert other_row.endswith(" 75.0   50.0   50.0        25.0!")
-    for row in (study_row, other_row):
-        assert head.index("worst case") + len("worst case") == row.rindex("25.0") + 4
-        assert head.index("AA") + 2 == row.index("50.0", row.index("50.0") + 1) + 4
-    assert "UNSOUND (passed: soundness=warn): other · worst-case 4/255 · failed checks gradient" in "\n".join(
-        lines
-    )
+    # terminal: one line per model, its worst case named with the attacks it combines
+    lines = summary_lines(doc)
+    study_row = next(line for line in lines if " resnet50 standard " in line)
+    other_row = next(line for line in lines if " other " in line)
+    assert study_row.startswith("PASS")
+    assert "(worst of FGSM+PGD+AA, 4/255)" in study_row
+    assert other_row.startswith("UNSOUND")
+    assert other_row.endswith("unsound: gradient")
 
     # report.html: a "Worst case" column with "—" for the study; the UNSOUND mark on the cell
     html = render_report(doc)
@@ -601,7 +586,6 @@ def test_worst_case_gets_its_own_column_without_a_study_value(tmp_path: Path) ->
 
 
 def test_without_a_worst_case_the_tables_keep_three_attack_columns(tmp_path: Path) -> None:
-    from pytest_robust.report.build import terminal_table
     from pytest_robust.report.html import render_report
     from pytest_robust.report.markdown import table as markdown_table
 
@@ -613,9 +597,6 @@ def test_without_a_worst_case_the_tables_keep_three_attack_columns(tmp_path: Pat
     assert "| AutoAttack acc |\n|---|---|---|---|---|---|---|\n" in md
     assert "worst case" not in md
     assert "—" not in md
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    assert "worst case" not in terminal_table(path)[0]
     html = render_report(doc)
     assert "Worst case" not in html
     assert "—</span>" not in html
@@ -907,3 +888,85 @@ def test_old_results_without_the_new_fields_still_render() -> None:
         md = markdown_table(doc)
         assert "sens" not in md
         assert "flipped" not in md
+
+
+# --- the terminal's summary: one line per model ----------------------------------------------------
+
+
+def _per_sample(attack: str, robust: list[bool], *, outcome_model: str = "m") -> dict[str, Any]:
+    result = _at_4(attack, sum(robust) / len(robust), model=outcome_model, context={"model": outcome_model})
+    ev = result["evaluation"]
+    ev["robust_correct"] = robust
+    ev["sample_ids"] = ["a", "b", "c", "d"]
+    ev["labels"], ev["positive_label"] = [1, 1, 0, 0], 1
+    return result
+
+
+def test_terminal_summary_is_one_line_per_model_with_the_per_sample_worst_case() -> None:
+    """Two attacks that break different samples: the model's robust accuracy is the share that
+    survives both (1 of 4), not the weaker attack's 0.5; sensitivity over the positives (1 of 2)."""
+    from pytest_robust.report.terminal import model_lines, summary_lines
+
+    records = [
+        res.TestRecord(nodeid="t::fgsm", results=[_per_sample("fgsm", [True, True, False, False])]),
+        res.TestRecord(nodeid="t::pgd", results=[_per_sample("pgd", [True, False, True, False])]),
+    ]
+    doc = res.build_document(records, run=RUN, manifest=MANIFEST)
+    (line,) = model_lines(doc)
+    assert (line.robust_acc, line.robust_sensitivity, line.attacks, line.n) == (0.25, 0.5, ("fgsm", "pgd"), 4)
+    lo, hi = line.interval  # type: ignore[misc]
+    assert lo < 0.25 < hi
+    text = summary_lines(doc)
+    assert len([t for t in text if t.startswith(("PASS", "FAIL", "UNSOUND", "XFAIL", "SKIPPED"))]) == 1
+    assert "robust 0.250 [" in text[0]
+    assert "(worst of FGSM+PGD, 4/255)  sens 0.500  n=4  tests: 2 passed" in text[0]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "verdict"),
+    [
+        (("skipped", "skipped"), "SKIPPED"),  # gates inside skipped tests decide nothing: never PASS
+        (("passed", "skipped"), "PASS"),
+        (("xfailed", "skipped"), "XFAIL"),
+        (("passed", "failed"), "FAIL"),  # a failed test that used the model, whatever its gate said
+        (("error", "passed"), "FAIL"),
+    ],
+)
+def test_terminal_verdict_of_a_model_follows_the_tests_that_used_it(
+    outcomes: tuple[str, str], verdict: str
+) -> None:
+    from pytest_robust.report.terminal import summary_lines
+
+    records = [
+        res.TestRecord(nodeid=f"t::{i}", outcome=o, results=[_per_sample("pgd", [True, True, False, False])])
+        for i, o in enumerate(outcomes)
+    ]
+    doc = res.build_document(records, run=RUN, manifest=MANIFEST)
+    assert summary_lines(doc)[0].split()[0] == verdict
+
+
+def test_terminal_summary_has_a_line_per_training_seed_and_names_a_plumbing_profile() -> None:
+    from pytest_robust.report.terminal import summary_lines
+
+    records = []
+    for seed in (0, 1):
+        result = _per_sample("pgd", [True, True, seed == 1, False])
+        result["context"]["study_seed"] = seed
+        records.append(res.TestRecord(nodeid=f"t[{seed}]", results=[result]))
+    other = _per_sample("pgd", [False] * 4, outcome_model="other")  # outside the study: one line
+    records.append(res.TestRecord(nodeid="t::other", results=[other]))
+    manifest = {
+        **MANIFEST,
+        "config": {"seeds": [0, 1]},
+        "profile": {"name": "smoke", "plumbing": "only plumbing"},
+    }
+    doc = res.build_document(records, run=RUN, manifest=manifest)
+    lines = summary_lines(doc)
+    assert [line[8:].split("  ")[0].strip() for line in lines[:3]] == [
+        "m (seed 0)",
+        "m (seed 1)",
+        "other",
+    ]
+    assert "robust 0.500" in lines[0]
+    assert "robust 0.750" in lines[1]
+    assert "PLUMBING CHECK: only plumbing" in lines

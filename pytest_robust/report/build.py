@@ -1,25 +1,25 @@
-"""Assemble a run: results document, manifest, figures, HTML; write the folder; terminal table."""
+"""Assemble a run: results document, manifest, figures, HTML; write the folder.
+
+Pure of pytest: everything about the run comes in a frozen :class:`RunContext` (the collector
+builds it); the terminal's summary is :mod:`pytest_robust.report.terminal`, from the same
+in-memory document.
+"""
 
 from __future__ import annotations
 
 import datetime
 import json
 import logging
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_robust.evidence import SUMS, evidence_files, sums_text
-from pytest_robust.report import fmt
 from pytest_robust.report import results as res
 from pytest_robust.report.run import dumps, git_info, package_versions, platform_info, torch_info, write_run
 
 if TYPE_CHECKING:
-    import pytest
-
-    from pytest_robust.hookspec import ReportSection
-    from pytest_robust.report.collector import ReportCollector
+    from pytest_robust.report.context import RunContext
+    from pytest_robust.report.results import TestRecord
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,14 @@ def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [seen[k] for k in sorted(seen)]
 
 
-def manifest(collector: ReportCollector, details: list[dict[str, Any]]) -> dict[str, Any]:
-    """Everything needed to rerun the suite and check it is the same run (no run-specific values)."""
-    from pytest_robust.plugin import CONFIG_KEY
+def manifest(context: RunContext, details: list[dict[str, Any]], *, integrity: bool = True) -> dict[str, Any]:
+    """Everything needed to rerun the suite and check it is the same run (no run-specific values).
+
+    ``integrity=False`` leaves the data folder's integrity check out (a summary without a report).
+    """
     from pytest_robust.recipes import PROFILES as TRAINING_PROFILES
 
-    rc = collector.config.stash[CONFIG_KEY]
+    rc = context.config
     evaluations = [d["evaluation"] for d in details]
     data = _unique(
         [
@@ -76,11 +78,13 @@ def manifest(collector: ReportCollector, details: list[dict[str, Any]]) -> dict[
         "seeds": sorted({rc.seed, *(e["seed"] for e in evaluations)}),
         "devices": sorted({e["device"] for e in evaluations}),
         "data": data,
-        "integrity": _integrity(rc.data, skip_unreadable=rc.skip_unreadable),
+        "integrity": _integrity(rc.data, skip_unreadable=rc.skip_unreadable)
+        if integrity
+        else {"checked": False, "summary": "not checked (no --robust-report)"},
         "checkpoints": checkpoints,
         "models": models,
         "attacks": attacks,
-        "git": git_info(collector.config.rootpath),
+        "git": git_info(context.rootpath),
     }
 
 
@@ -114,52 +118,43 @@ def _integrity(root: Path | None, *, skip_unreadable: bool = False) -> dict[str,
     }
 
 
-def run_section(collector: ReportCollector, exitstatus: int) -> dict[str, Any]:
+def run_section(context: RunContext) -> dict[str, Any]:
     """What differs between two runs of the same suite: identity, command, timings, workers."""
-    from pytest_robust.plugin import CONFIG_KEY, RUN_ID_KEY
-
-    config = collector.config
-    rc = config.stash[CONFIG_KEY]
-    finished = datetime.datetime.now(datetime.UTC)
-    workers = config.getoption("numprocesses", None) if config.pluginmanager.hasplugin("xdist") else None
+    finished = context.started + datetime.timedelta(seconds=context.duration_s)
     return {
-        "id": config.stash[RUN_ID_KEY],
-        "started": collector.started.isoformat(timespec="seconds"),
+        "id": context.run_id,
+        "started": context.started.isoformat(timespec="seconds"),
         "finished": finished.isoformat(timespec="seconds"),
-        "duration_s": round(time.perf_counter() - collector.t0, 3),
-        "exitstatus": exitstatus,
-        "interrupted": collector.interrupted or exitstatus == 2,
-        "command": [Path(sys.argv[0]).name, *config.invocation_params.args],
-        "invocation_dir": str(config.invocation_params.dir),
-        "folder": str(collector.base / config.stash[RUN_ID_KEY]),
-        "xdist_workers": workers,
-        "result_cache": _result_cache_counts(config),
-        "threads": rc.threads,
+        "duration_s": round(context.duration_s, 3),
+        "exitstatus": context.exitstatus,
+        "interrupted": context.interrupted or context.exitstatus == 2,
+        "command": list(context.command),
+        "invocation_dir": str(context.invocation_dir),
+        "folder": str(context.base / context.run_id) if context.base is not None else None,
+        "xdist_workers": context.xdist_workers,
+        "result_cache": dict(context.result_cache),
+        "threads": context.config.threads,
     }
 
 
-def _result_cache_counts(config: pytest.Config) -> dict[str, Any]:
-    """How many evaluations the result cache answered and how many were computed (all processes)."""
-    from pytest_robust.plugin import CONFIG_KEY, RESULT_COUNTS_KEY
-
-    counts = config.stash.get(RESULT_COUNTS_KEY, {"hit": 0, "computed": 0})
-    return {
-        "hit": counts["hit"],
-        "computed": counts["computed"],
-        "recompute": bool(config.getoption("robust_recompute")),
-        "folder": str(config.stash[CONFIG_KEY].resolved_result_cache_dir()),
-    }
-
-
-def write_report(collector: ReportCollector, *, exitstatus: int) -> Path:
-    from pytest_robust.report.html import render_report
-
-    records = list(collector.records.values())
+def build(records: list[TestRecord], context: RunContext) -> dict[str, Any]:
+    """The results document of the run, in memory (the manifest's integrity check only for a report)."""
     details = [r for rec in sorted(records, key=lambda x: x.nodeid) for r in rec.results]
     document = res.build_document(
-        records, run=run_section(collector, exitstatus), manifest=manifest(collector, details)
+        records,
+        run=run_section(context),
+        manifest=manifest(context, details, integrity=context.base is not None),
     )
-    document["sections"] = [s.to_json() for s in report_sections(collector.config, details)]
+    document["sections"] = [s.to_json() for s in context.sections]
+    return document
+
+
+def write_report(document: dict[str, Any], context: RunContext) -> Path:
+    """Write the run folder (results, CSV, HTML, evidence) under ``context.base``; its path."""
+    from pytest_robust.report.html import render_report
+
+    if context.base is None:
+        raise ValueError("write_report needs a report folder (context.base)")
     frame = res.rows_frame(document)
     csv = frame.to_csv(index=False).encode() if len(frame) else b"row\n"
     html = render_report(document)
@@ -167,108 +162,7 @@ def write_report(collector: ReportCollector, *, exitstatus: int) -> Path:
         "results.json": dumps(document),
         "results.csv": csv,
         "report.html": html.encode("utf-8"),
-        **evidence_files(document, options=robust_options(collector.config)),
+        **evidence_files(document, options=dict(context.options)),
     }
     files[SUMS] = sums_text(files)
-    return write_run(collector.base, document["run"]["id"], files)
-
-
-def robust_options(config: pytest.Config) -> dict[str, Any]:
-    """The run's ``--robust-*`` options as pytest resolved them (every option of the plugin has a
-    ``robust_`` destination); a profile by its name, paths as strings."""
-
-    def plain(value: Any) -> Any:
-        if value is None or isinstance(value, (str, int, float, bool)):
-            return value
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return str(getattr(value, "name", value))
-
-    return {k: plain(v) for k, v in sorted(vars(config.option).items()) if k.startswith("robust_")}
-
-
-def report_sections(config: pytest.Config, results: list[dict[str, Any]]) -> list[ReportSection]:
-    """The sections plugins add through ``pytest_robust_report_sections``, validated.
-
-    A plugin that raises or returns anything but a list of :class:`ReportSection` is a
-    :class:`RobustConfigError` naming the hook and its implementations (the report is then not
-    written, and the terminal says why).
-    """
-    import copy
-
-    from pytest_robust.errors import RobustConfigError
-    from pytest_robust.hookspec import check_sections
-
-    hook = config.hook.pytest_robust_report_sections
-    impls = hook.get_hookimpls()
-    if not impls:
-        return []
-    implementers = ", ".join(str(i.plugin_name) for i in impls)
-    source = f"pytest_robust_report_sections (implemented by {implementers})"
-    try:
-        answers = hook(config=config, results=copy.deepcopy(results))
-    except Exception as exc:
-        raise RobustConfigError(f"{source} raised {type(exc).__name__}: {exc}") from exc
-    return [section for answer in answers for section in check_sections(answer, source)]
-
-
-def terminal_table(path: Path) -> list[str]:
-    """The short table for the terminal summary: one line per model (Table V columns)."""
-    document = json.loads(path.read_text(encoding="utf-8"))
-    table = res.model_table(document)
-    if not table:
-        return ["(no robustness results recorded)"]
-
-    def pct(x: float | None) -> str:
-        return fmt.pct(x, width=5, missing="-")
-
-    def num(x: float | None) -> str:
-        return fmt.num(x, width=5, missing="-")
-
-    def cell(attack: dict[str, Any] | None, width: int = 5) -> str:
-        """Accuracy and a mark: ``!`` when the evaluation is UNSOUND (listed below the table)."""
-        if not attack:
-            return f"{pct(None):>{width}} "
-        return f"{pct(attack.get('acc')):>{width}}" + (" " if attack.get("sound", True) else "!")
-
-    eps = table[0]["eps"]
-    from pytest_robust.threat import format_eps
-
-    width = max(12, *(len(t["model"]) for t in table))
-    # the worst case over the attacks (a "worst-case" result), when some model has one
-    worst = res.has_worst_case(table)
-    worst_head = f"{'worst case':>10}  " if worst else ""
-    head = (
-        f"{'model':<{width}}  {'clean':>5}  {'F1':>5} {'AUC':>5}  {'FGSM':>5}  {'PGD':>5}  {'AA':>5}  "
-        f"{worst_head}(accuracy %, Linf eps {format_eps(eps) if eps else '-'}, n={table[0]['n']})"
-    )
-    lines = [head]
-    for t in table:
-        a = t["attacks"]
-        clean = pct(t["clean_acc"]) + (" " if t.get("clean_sound", True) else "!")
-        worst_cell = f" {cell(a.get(res.WORST_CASE), width=10)}" if worst else ""
-        lines.append(
-            f"{t['model']:<{width}}  {clean} {num(t['clean_f1'])} {num(t['clean_auc'])}  "
-            f"{cell(a.get('fgsm'))} {cell(a.get('pgd'))} {cell(a.get('autoattack'))}{worst_cell}".rstrip()
-        )
-    summary = document["summary"]
-    outcomes = ", ".join(f"{n} {o}" for o, n in summary["outcomes"].items() if n)
-    unsound = res.unsound_rows(document)
-    if unsound:
-        lines.append("! UNSOUND: a soundness check failed, the number is not evidence")
-    verdict = "PASSED" if summary["passed"] else "FAILED"
-    if unsound:
-        outcomes += f"; {len(unsound)} result{'s' if len(unsound) != 1 else ''} UNSOUND"
-    lines.append(f"verdict: {verdict} ({outcomes})")
-    for r in unsound:
-        label = res.verdict_label(passed=bool(r["gate_passed"]), sound=False)
-        eps_label = r.get("eps_label") or format_eps(r["eps"])
-        lines.append(
-            f"  {label}: {r['model']} · {r['attack']} {eps_label} · failed checks "
-            f"{(r.get('failed_checks') or '?').replace(';', ', ')} · {r['nodeid']}"
-        )
-    if summary["synthetic_data"]:
-        lines.append(
-            "data: the embedded SYNTHETIC set (not real patient data); pass --robust-data for real images"
-        )
-    return lines
+    return write_run(context.base, document["run"]["id"], files)
