@@ -73,10 +73,15 @@ class CachedModel:
 
     def record(self) -> dict[str, Any]:
         """What a report's manifest says of this checkpoint (plain JSON): its spec key, the SHA-256
-        of its weights, the training profile, training time and the training data's fingerprint."""
+        of its weights, the training profile, training time, the training data's fingerprint, and
+        how it was trained as its spec says (training images, their shape, epochs, the PGD-AT
+        budget — None for a standard model —, the key of the model it was fine-tuned from)."""
         spec = self.meta.get("spec", {})
         train = self.meta.get("train", {})
         profile = spec.get("profile")
+        data = spec.get("data") or {}
+        config = spec.get("train") or {}
+        adversarial = spec.get("recipe") == "pgd-at"
         return {
             "key": self.key,
             "arch": spec.get("arch"),
@@ -85,7 +90,14 @@ class CachedModel:
             "weights_sha256": self.meta.get("weights_sha256"),
             "training_profile": profile.get("name") if isinstance(profile, dict) else profile,
             "train_seconds": train.get("seconds"),
-            "trained_on": (spec.get("data") or {}).get("fingerprint"),
+            "trained_on": data.get("fingerprint"),
+            "train_images": data.get("n"),
+            "train_shape": data.get("shape"),
+            "epochs": config.get("epochs"),
+            "at_eps": config.get("at_eps") if adversarial else None,
+            "at_step_size": config.get("at_step_size") if adversarial else None,
+            "at_steps": config.get("at_steps") if adversarial else None,
+            "init": spec.get("init"),
         }
 
 

@@ -146,3 +146,35 @@ def test_a_full_disk_is_a_storage_error_naming_the_folder(
         StorageError, match=r"cannot write checkpoint .*No space left on device.*--robust-cache-dir"
     ):
         cache.get_or_build(SPEC, make, fitter([]))
+
+
+def test_a_checkpoint_record_says_how_the_model_was_trained() -> None:
+    """The record the report's setup reads: training images (the subset trained on), their shape,
+    epochs, the PGD-AT budget (None for a standard model) and the model it was fine-tuned from."""
+    from pytest_robust.checkpoints import checkpoint_spec, training_data
+    from pytest_robust.data.dataset import ImageDataset
+    from pytest_robust.recipes import SMOKE
+
+    data = ImageDataset(
+        images=torch.rand(80, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
+        labels=torch.arange(80) % 2,
+        classes=("benign", "malignant"),
+        name="d",
+        synthetic=True,
+    )
+    trained_on = training_data(data, SMOKE, seed=0)  # the smoke profile's 64 of the 80 images
+    records = {}
+    for recipe in ("standard", "pgd-at"):
+        spec = checkpoint_spec("small_cnn", recipe, SMOKE, trained_on, seed=0)
+        meta = {"spec": spec, "train": {"seconds": 1.0}, "weights_sha256": "a" * 64}
+        records[recipe] = cache_module.CachedModel(
+            model=nn.Identity(), key=spec_key(spec), meta=meta, hit=True
+        )
+    standard, adversarial = records["standard"].record(), records["pgd-at"].record()
+    assert (standard["train_images"], standard["train_shape"], standard["epochs"]) == (64, [3, 32, 32], 1)
+    assert [standard[k] for k in ("at_eps", "at_step_size", "at_steps", "init")] == [None] * 4
+    assert (adversarial["train_images"], adversarial["epochs"], adversarial["at_steps"]) == (64, 1, 2)
+    assert adversarial["at_eps"] == pytest.approx(2 / 255)
+    assert adversarial["at_step_size"] == pytest.approx(1 / 255)
+    assert adversarial["init"] == records["standard"].key  # fine-tuned from the standard model
+    assert json.loads(json.dumps(adversarial)) == adversarial  # plain JSON

@@ -970,3 +970,239 @@ def test_terminal_summary_has_a_line_per_training_seed_and_names_a_plumbing_prof
     assert "robust 0.500" in lines[0]
     assert "robust 0.750" in lines[1]
     assert "PLUMBING CHECK: only plumbing" in lines
+
+
+# --- the Table V caption: this run's setup next to the study's; the plumbing-check notice ------------
+
+
+def _standard_record(**fields: Any) -> dict[str, Any]:
+    """A checkpoint record (``CachedModel.record()``) of a smoke-trained standard model."""
+    return {
+        "key": "std" * 8,
+        "arch": "resnet50",
+        "recipe": "standard",
+        "seed": 0,
+        "weights_sha256": "a" * 64,
+        "training_profile": "smoke",
+        "train_seconds": 1.0,
+        "trained_on": "f" * 16,
+        "train_images": 64,
+        "train_shape": [3, 32, 32],
+        "epochs": 1,
+        "at_eps": None,
+        "at_step_size": None,
+        "at_steps": None,
+        "init": None,
+        **fields,
+    }
+
+
+def _setup_document(
+    *, data_name: str = "isic-kaggle", manifest: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """resnet50 standard and PGD-AT (smoke checkpoints) on 32 of 660 real 32 px ISIC test images,
+    FGSM, PGD-5 and AutoAttack (5 steps, 20 queries) at 4/255."""
+    records = []
+    for recipe, record in (
+        ("standard", _standard_record()),
+        (
+            "pgd-at",
+            _standard_record(
+                key="adv" * 8,
+                recipe="pgd-at",
+                at_eps=2 / 255,
+                at_step_size=1 / 255,
+                at_steps=2,
+                init="std" * 8,
+            ),
+        ),
+    ):
+        ctx = {"model": f"resnet50 {recipe}", "arch": "resnet50", "recipe": recipe, "checkpoint": record}
+        results = [_at_4(a, 0.5, model=ctx["model"], context=ctx) for a in res.ATTACK_ORDER]
+        for result in results:
+            ev = result["evaluation"]
+            ev["n"] = 32
+            ev["data"] = {
+                "name": data_name,
+                "synthetic": False,
+                "fingerprint": "f",
+                "classes": ["benign", "malignant"],
+                "shape": [3, 32, 32],
+                "n": 32,
+                "available": 660,
+                "source": {"kind": "isic", "layout": "kaggle", "split": "test"},
+            }
+        results[1]["evaluation"]["attack"] = {
+            "name": "pgd",
+            "steps": 5,
+            "step_size": None,
+            "rel_step_size": 0.5,
+            "restarts": 1,
+        }
+        results[2]["evaluation"]["attack"] = {
+            "name": "autoattack",
+            "attacks": "auto",
+            "apgd_steps": 5,
+            "apgd_restarts": 1,
+            "square_queries": 20,
+        }
+        records.append(res.TestRecord(nodeid=f"t::{recipe}", results=results))
+    return res.build_document(records, run=RUN, manifest=manifest or MANIFEST)
+
+
+def _setup_rows(html: str) -> dict[str, tuple[str, str]]:
+    """The HTML setup table: item → (this run, the study), as rendered (escaped) text."""
+    section = _between(html, 'id="setup"', "</table>")
+    found = re.findall(
+        r'<tr><th class="l">(.*?)</th><td class="l run">(.*?)</td><td class="l ref">(.*?)</td></tr>', section
+    )
+    return {item: (run, study) for item, run, study in found}
+
+
+def test_table_v_caption_shows_this_runs_setup_beside_the_studys() -> None:
+    from pytest_robust.report.html import render_report
+    from pytest_robust.report.markdown import table as markdown_table
+    from pytest_robust.report.reference import SETUP_ITEMS
+    from pytest_robust.report.setup import run_setup
+
+    doc = _setup_document()
+    setup = {s.item: (s.run, s.study) for s in run_setup(doc)}
+    assert list(setup) == list(SETUP_ITEMS)
+    expected = {
+        "resolution": ("32 × 32 px", "224 × 224 px"),
+        "training images": ("64", "2637 (the ISIC train split)"),
+        "training epochs (standard / PGD-AT)": ("1 / 1 (PGD-AT fine-tunes the standard model)", "50 / 50"),
+        "PGD-AT (training)": ("Linf 2/255, 2 steps of 1/255", "Linf 2/255, 10 steps of 1/255"),
+        "threat (evaluation)": ("Linf 4/255", "Linf 4/255"),
+        "PGD (evaluation)": ("PGD-5, step eps/2 = 2/255, 1 restart", "PGD-20, step eps/2 = 2/255"),
+        "images evaluated per model": ("32 of 660", "660 of 660 (the ISIC test split)"),
+        "test data": (
+            "isic-kaggle: real images from a folder, test split",
+            "ISIC dermoscopy, benign vs malignant (Kaggle copy): real images",
+        ),
+        "hardware": ("cpu", "one NVIDIA T4 GPU"),
+    }
+    for item, pair in expected.items():
+        assert setup[item] == pair, item
+    aa_run, aa_study = setup["AutoAttack"]
+    assert aa_run == "APGD-CE + Square; APGD 5 steps × 1 restart, Square 20 queries"
+    assert aa_study.startswith("APGD-CE + Square; budgets not stated")
+
+    # report.html: a table under the Table V heading, this run beside the study, item by item
+    html = render_report(doc)
+    assert html.index('id="table"') < html.index('id="setup"') < html.index('id="table-v"')
+    assert '<th class="l">this run</th><th class="l">the study</th>' in html
+    shown = _setup_rows(html)
+    for item, (run, study) in expected.items():
+        assert shown[item] == (run, study.replace("'", "&#39;")), item
+    assert "224 px, 50 epochs, GPU" not in html  # the study's setup alone, as the caption had it
+
+    # Markdown: the same table under the run's Table V
+    md = markdown_table(doc)
+    assert "| setup | this run | the study |\n|---|---|---|\n" in md
+    assert md.index("| resnet50 standard |") < md.index("| setup | this run | the study |")
+    assert "| resolution | 32 × 32 px | 224 × 224 px |" in md
+    assert "| PGD (evaluation) | PGD-5, step eps/2 = 2/255, 1 restart | PGD-20, step eps/2 = 2/255 |" in md
+    assert "| images evaluated per model | 32 of 660 | 660 of 660 (the ISIC test split) |" in md
+    assert "| test data | isic-kaggle: real images from a folder, test split |" in md
+
+
+def test_setup_values_the_run_did_not_record_show_a_dash() -> None:
+    from pytest_robust.report.html import render_report
+    from pytest_robust.report.markdown import table as markdown_table
+    from pytest_robust.report.setup import run_setup
+
+    # models built by the tests (no checkpoint record), data without an image shape
+    ctx = {"model": "resnet50 standard", "arch": "resnet50", "recipe": "standard"}
+    results = [_at_4(a, 0.5, model="m", context=ctx) for a in res.ATTACK_ORDER]
+    doc = res.build_document([res.TestRecord(nodeid="t", results=results)], run=RUN, manifest=MANIFEST)
+    unknown = ("resolution", "training images", "training epochs (standard / PGD-AT)", "PGD-AT (training)")
+    setup = {s.item: s.run for s in run_setup(doc)}
+    for item in unknown:
+        assert setup[item] == "–", item
+    assert setup["threat (evaluation)"] == "Linf 4/255"
+    shown = _setup_rows(render_report(doc))
+    md = markdown_table(doc)
+    for item in unknown:
+        assert shown[item][0] == "–", item
+        assert f"| {item} | – | " in md, item
+
+    # a record written before records held epochs, budgets and the training set size: epochs and
+    # the PGD-AT budget from the training profile it names, the training set size stays unknown
+    old = ("train_images", "train_shape", "epochs", "at_eps", "at_step_size", "at_steps", "init")
+    doc = _setup_document(manifest={**MANIFEST, "training_profile": _smoke_training_profile()})
+    for detail in doc["details"]:
+        for key in old:
+            detail["context"]["checkpoint"].pop(key, None)  # one record per model, shared
+    setup = {s.item: s.run for s in run_setup(doc)}
+    assert setup["training images"] == "–"
+    assert setup["training epochs (standard / PGD-AT)"] == "1 / 1 (PGD-AT fine-tunes the standard model)"
+    assert setup["PGD-AT (training)"] == "Linf 2/255, 2 steps of 1/255"
+    # ... but only from the profile the checkpoints name
+    for detail in doc["details"]:
+        detail["context"]["checkpoint"]["training_profile"] = "quickstart"
+    setup = {s.item: s.run for s in run_setup(doc)}
+    assert setup["training epochs (standard / PGD-AT)"] == "–"
+    assert setup["PGD-AT (training)"] == "–"
+
+    # a run without results: every value of the run unknown
+    empty = res.build_document([], run=RUN, manifest=MANIFEST)
+    assert {s.run for s in run_setup(empty)} == {"–"}
+
+
+def _smoke_training_profile() -> dict[str, Any]:
+    from pytest_robust.recipes import SMOKE
+
+    return SMOKE.to_json()
+
+
+def test_the_plumbing_banner_shows_exactly_when_the_profile_is_a_plumbing_check() -> None:
+    from pytest_robust.config import PROFILES
+    from pytest_robust.report.html import render_report
+    from pytest_robust.report.markdown import table as markdown_table
+
+    smoke = PROFILES["smoke"].to_json()
+    assert smoke["plumbing"]
+    for name, profile in PROFILES.items():
+        doc = _setup_document(manifest={**MANIFEST, "profile": profile.to_json()})
+        html = render_report(doc)
+        md = markdown_table(doc)
+        if profile.plumbing is None:
+            assert name != "smoke"
+            assert 'id="plumbing-banner"' not in html, name
+            assert "Plumbing check" not in md, name
+            continue
+        banner = _between(html, 'id="plumbing-banner"', "</div>")
+        assert html.index('id="plumbing-banner"') < html.index('id="verdict"')
+        assert "PLUMBING CHECK, NOT A MEASUREMENT" in banner
+        assert "smoke profile: a plumbing check, not a measurement" in banner
+        assert "Plumbing check: not a measurement." in _between(html, 'id="setup"', "</table>")
+        assert md.startswith("**Plumbing check, not a measurement:** smoke profile: a plumbing check")
+    # documents written before profiles had the field: no banner
+    legacy = {k: v for k, v in smoke.items() if k != "plumbing"}
+    doc = _setup_document(manifest={**MANIFEST, "profile": legacy})
+    assert 'id="plumbing-banner"' not in render_report(doc)
+    assert "Plumbing check" not in markdown_table(doc)
+
+
+def test_setup_table_escapes_the_data_name() -> None:
+    from pytest_robust.report.html import render_report
+    from pytest_robust.report.markdown import table as markdown_table
+
+    plumbing = {**MANIFEST, "profile": {"name": "x", "plumbing": "<img src=x onerror=alert(1)>"}}
+    doc = _setup_document(data_name="<script>alert(1)</script>", manifest=plumbing)
+    html = render_report(doc)
+    assert "<script" not in html
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;: real images" in _between(html, 'id="setup"', "</table>")
+    assert "&lt;img src=x onerror=alert(1)&gt;" in _between(html, 'id="plumbing-banner"', "</div>")
+    md = markdown_table(doc)
+    assert "<script" not in md
+    assert "<img" not in md
+
+
+def test_the_auto_autoattack_of_two_classes_is_the_one_the_adapter_runs() -> None:
+    from pytest_robust.attacks.autoattack import auto_attacks
+    from pytest_robust.report.setup import AUTO_TWO_CLASSES
+
+    assert auto_attacks(2) == AUTO_TWO_CLASSES

@@ -13,6 +13,7 @@ from markupsafe import Markup
 from pytest_robust.policies import compares_with_baseline, relation
 from pytest_robust.report import figures, fmt
 from pytest_robust.report import results as res
+from pytest_robust.report.setup import plumbing, run_setup
 from pytest_robust.threat import format_eps
 
 #: Adversarial examples shown per model in the gallery.
@@ -294,6 +295,9 @@ def render_report(document: dict[str, Any]) -> str:
         "attack_names": ATTACK_NAMES,
         "has_reference": any(t["reference"] for t in table),
         "citation": CITATION,
+        # this run's setup beside the study's (the Table V caption); the smoke profile's notice
+        "setup": run_setup(document),
+        "plumbing": plumbing(document),
         "bars": Markup(figures.accuracy_bars(table, attacks=attacks, labels=ATTACK_NAMES)) if table else None,
         "curves": _curve_figures(document),
         "cards": _model_cards(document),

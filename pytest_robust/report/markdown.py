@@ -16,6 +16,7 @@ from typing import Any
 
 from pytest_robust.report import fmt
 from pytest_robust.report import results as res
+from pytest_robust.report.setup import plumbing, run_setup
 from pytest_robust.threat import format_eps
 
 
@@ -43,11 +44,12 @@ def table(document: dict[str, Any]) -> str:
     """One line per model: this run's value, then the study's in parentheses.
 
     A value whose evaluation failed a soundness check is marked **UNSOUND**; every unsound
-    evaluation (at any eps) is listed under the table with its failed checks.
+    evaluation (at any eps) is listed under the table with its failed checks. A plumbing-check
+    profile (``smoke``) says so above the table; this run's setup next to the study's follows it.
     """
     rows = res.model_table(document)
     if not rows:
-        return "(no results)\n"
+        return plumbing_line(document) + "(no results)\n"
     # the worst case over the attacks gets its column when some model has one
     worst = res.has_worst_case(rows)
     columns = [*res.ATTACK_ORDER, res.WORST_CASE] if worst else list(res.ATTACK_ORDER)
@@ -108,7 +110,22 @@ def table(document: dict[str, Any]) -> str:
             + "\n".join(unsound)
             + "\n"
         )
-    return head + "\n".join(lines) + "\n" + note
+    return plumbing_line(document) + head + "\n".join(lines) + "\n" + note + setup_table(document)
+
+
+def plumbing_line(document: dict[str, Any]) -> str:
+    """A bold line saying the numbers are a plumbing check, with the profile's notice (``smoke``);
+    empty for a profile that measures."""
+    notice = plumbing(document)
+    if notice is None:
+        return ""
+    return f"**Plumbing check, not a measurement:** {_plain(notice)}\n\n"
+
+
+def setup_table(document: dict[str, Any]) -> str:
+    """The setup of this run's table next to the study's, item by item (– where not recorded)."""
+    lines = "".join(_row([s.item, s.run, s.study]) for s in run_setup(document))
+    return "\n| setup | this run | the study |\n|---|---|---|\n" + lines
 
 
 def seed_table(document: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The reference study's Table V (accuracy in [0, 1] here; the study prints percent).
+"""The reference study's Table V (accuracy in [0, 1] here; the study prints percent) and its setup.
 
 Neethunath, Gladston Raj, Pradeepan, IJACSA 16(12), 2025: five architectures x {standard, PGD-AT}
 on ISIC (benign vs malignant), Linf eps 4/255. Keyed by the timm names of
@@ -20,6 +20,41 @@ CITATION: Final = (
 )
 #: The study's evaluation budget.
 EPS: Final = 4 / 255
+
+#: The items of a setup the report's Table V caption compares, in order
+#: (:func:`pytest_robust.report.setup.run_setup` gives a run's).
+SETUP_ITEMS: Final = (
+    "resolution",
+    "training images",
+    "training epochs (standard / PGD-AT)",
+    "PGD-AT (training)",
+    "threat (evaluation)",
+    "PGD (evaluation)",
+    "AutoAttack",
+    "images evaluated per model",
+    "test data",
+    "hardware",
+    "runs per model",
+)
+
+#: The study's setup (its Table IV, data split and environment) item by item. AutoAttack's budgets
+#: are not stated in the study; the ``paper`` profile reads them as the library's defaults.
+STUDY_SETUP: Final[Mapping[str, str]] = MappingProxyType({
+    "resolution": "224 × 224 px",
+    "training images": "2637 (the ISIC train split)",
+    "training epochs (standard / PGD-AT)": "50 / 50",
+    "PGD-AT (training)": "Linf 2/255, 10 steps of 1/255",
+    "threat (evaluation)": "Linf 4/255",
+    "PGD (evaluation)": "PGD-20, step eps/2 = 2/255",
+    "AutoAttack": (
+        "APGD-CE + Square; budgets not stated (read as the library's: APGD 100 steps × 5 restarts, "
+        "Square 5000 queries)"
+    ),
+    "images evaluated per model": "660 of 660 (the ISIC test split)",
+    "test data": "ISIC dermoscopy, benign vs malignant (Kaggle copy): real images",
+    "hardware": "one NVIDIA T4 GPU",
+    "runs per model": "1 (no seeds, no intervals)",
+})  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
