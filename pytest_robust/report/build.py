@@ -160,8 +160,9 @@ def write_report(collector: ReportCollector, *, exitstatus: int) -> Path:
         records, run=run_section(collector, exitstatus), manifest=manifest(collector, details)
     )
     document["sections"] = [s.to_json() for s in report_sections(collector.config, details)]
-    frame = res.rows_frame(document)
-    csv = frame.to_csv(index=False).encode() if len(frame) else b"row\n"
+    from pytest_robust.report.evaluations import evaluations_frame
+
+    csv = evaluations_frame(document).to_csv(index=False).encode()  # one row per evaluation
     html = render_report(document)
     files = {
         "results.json": dumps(document),
