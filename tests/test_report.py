@@ -90,12 +90,25 @@ def test_report_folder_has_every_file_and_row(pytester: pytest.Pytester) -> None
     assert all(len(t["rows"]) == 5 for t in measure)  # clean, FGSM, PGD at 3 eps
     assert len(doc["rows"]) == 5 + 5 + 1 + 1
     assert len(doc["details"]) == len(doc["rows"])
-    # the CSV holds the same rows
+    # the CSV: one row per evaluation; both test_measure cases share their five (one session model)
     import pandas as pd
 
-    frame = pd.read_csv(latest / "results.csv")
-    assert len(frame) == len(doc["rows"])
+    frame = pd.read_csv(latest / "results.csv", keep_default_na=False)
+    assert len(frame) == 5 + 1 + 1
     assert {"model", "attack", "eps", "clean_acc", "robust_acc", "ci_low", "ci_high"} <= set(frame.columns)
+    measure_ids = sorted(t["nodeid"] for t in measure)
+    shared = frame[frame["tests"].str.contains("test_measure")]
+    assert len(shared) == 5
+    assert all(t.split("; ") == measure_ids for t in shared["tests"])
+    assert set(shared["test_outcomes"]) == {"passed; passed"}
+    assert set(shared["gates"]) == {2}
+    assert set(shared["verdict"]) == {"PASS"}
+    verdicts = {t.split("::", 1)[1]: v for t, v in zip(frame["tests"], frame["verdict"], strict=True)}
+    assert verdicts["test_gate_fails"] == "FAIL"
+    assert verdicts["test_expected_failure"] == "XFAIL"
+    assert set(frame["run_id"]) == {doc["run"]["id"]}
+    assert set(frame["profile"]) == {"smoke"}
+    assert "commit" in frame.columns
     # the terminal shows the one summary and the path
     out = result.stdout.str()
     assert out.count("robustness summary") == 1

@@ -21,6 +21,7 @@ from pytest_robust.evaluate import EvalResult, evaluate
 from pytest_robust.examples import amplify, png_base64
 from pytest_robust.plugin import memoised_evaluate
 from pytest_robust.report import results as res
+from pytest_robust.report.evaluations import evaluations_frame
 from pytest_robust.threat import ThreatModel
 
 THREAT = ThreatModel(norm="Linf", eps=8 / 255)
@@ -144,15 +145,16 @@ def test_rows_metrics_and_table() -> None:
     table = res.model_table(doc)
     assert table[0]["attacks"]["pgd"]["acc"] == 0.25
     assert table[0]["reference"]["pgd"] == pytest.approx(0.0091)
-    frame = res.rows_frame(doc)
+    frame = evaluations_frame(doc)
     assert frame.loc[0, "time_total_s"] == 1.0
     # text a spreadsheet would run as a formula is neutralised in results.csv (numbers are not)
     hostile = {**result, "context": {"model": '=HYPERLINK("http://x","y")', "arch": "@SUM(A1)"}}
-    frame = res.rows_frame(
+    frame = evaluations_frame(
         res.build_document([res.TestRecord(nodeid="-t::a", results=[hostile])], run={}, manifest={})
     )
     assert frame.loc[0, "model"] == '\'=HYPERLINK("http://x","y")'
-    assert frame.loc[0, "nodeid"] == "'-t::a"
+    assert frame.loc[0, "arch"] == "'@SUM(A1)"
+    assert frame.loc[0, "tests"] == "'-t::a"
     assert frame.loc[0, "robust_acc"] == 0.25
 
 
@@ -305,9 +307,11 @@ def test_rows_carry_status_sound_policy_and_one_column_per_check() -> None:
     assert strict["check_black-box"] == "skip"
     assert strict["check_saturation"] == ""
     assert [r["row"] for r in res.unsound_rows(doc)] == [1, 2]
-    frame = res.rows_frame(doc)
+    frame = evaluations_frame(doc)  # three evaluations: one row each, in row order
     assert [f"check_{n}" for n in res.CHECK_NAMES] == [c for c in frame.columns if c.startswith("check_")]
+    assert list(frame["tests"]) == ["t::sound", "t::strict", "t::warned"]
     assert list(frame["status"]) == ["pass", "unsound", "unsound"]
+    assert list(frame["verdict"]) == ["PASS", "UNSOUND", "UNSOUND"]
     assert list(frame["sound"]) == [True, False, False]
     assert list(frame["failed_checks"].fillna("")) == ["", "gradient;unbounded", "saturation"]
     assert frame.loc[2, "check_saturation"] == "fail"
@@ -526,9 +530,14 @@ def test_worst_case_gets_its_own_column_without_a_study_value(tmp_path: Path) ->
     from pytest_robust.report.terminal import summary_lines
 
     doc = _worst_case_document()
-    # results.json rows and results.csv: one row per result, the worst case like any other
+    # results.json rows: one row per result, the worst case like any other
     assert [r["attack"] for r in doc["rows"]] == [*res.ATTACK_ORDER, res.WORST_CASE] * 2
-    frame = res.rows_frame(doc)
+    # results.csv: one row per evaluation; the two models' single attacks are identical evaluations
+    # here (only the worst cases' checks differ), so those rows list both tests and both labels
+    frame = evaluations_frame(doc)
+    assert list(frame["attack"]) == [*res.ATTACK_ORDER, res.WORST_CASE, res.WORST_CASE]
+    assert set(frame.loc[:2, "tests"]) == {"t::other; t::study"}
+    assert set(frame.loc[:2, "model"]) == {"other; resnet50 standard"}
     worst_rows = frame[frame["attack"] == res.WORST_CASE]
     assert list(worst_rows["model"]) == ["other", "resnet50 standard"]
     assert list(worst_rows["robust_acc"]) == [0.25, 0.25]

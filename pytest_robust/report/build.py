@@ -151,12 +151,12 @@ def build(records: list[TestRecord], context: RunContext) -> dict[str, Any]:
 
 def write_report(document: dict[str, Any], context: RunContext) -> Path:
     """Write the run folder (results, CSV, HTML, evidence) under ``context.base``; its path."""
+    from pytest_robust.report.evaluations import evaluations_frame
     from pytest_robust.report.html import render_report
 
     if context.base is None:
         raise ValueError("write_report needs a report folder (context.base)")
-    frame = res.rows_frame(document)
-    csv = frame.to_csv(index=False).encode() if len(frame) else b"row\n"
+    csv = evaluations_frame(document).to_csv(index=False).encode()  # one row per evaluation
     html = render_report(document)
     files = {
         "results.json": dumps(document),

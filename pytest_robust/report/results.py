@@ -3,7 +3,8 @@
 
 Pure functions over plain JSON: the collector hands over one :class:`TestRecord` per test (with
 the robustness results the test recorded in ``user_properties``); :func:`build_document` turns
-them into the versioned document; :func:`rows_frame` into the pandas table of ``results.csv``.
+them into the versioned document (``results.csv``, one row per evaluation, is built from it by
+:mod:`pytest_robust.report.evaluations`).
 Nothing here depends on which process ran a test, so ``-n 2`` and ``-n 0`` give the same document
 apart from the ``run`` section and the timings. The schema is described field by field in
 ``docs/results-schema.md``.
@@ -14,15 +15,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from pytest_robust import soundness
 from pytest_robust.policies import compares_with_baseline, relation
 from pytest_robust.schema import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 from pytest_robust.threat import format_eps
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 #: The document's ``schema`` and ``schema_version`` (defined, with the version history, in
 #: :mod:`pytest_robust.schema`).
@@ -130,7 +128,8 @@ def verdict_label(*, passed: bool, sound: bool) -> str:
 
 
 def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[str, Any]:
-    """One flat row per robustness result: what results.csv holds (per-sample data stays in the detail)."""
+    """One flat row per robustness result (per-sample data stays in the detail); ``results.csv``
+    groups them by evaluation (:mod:`pytest_robust.report.evaluations`)."""
     ev, vd, ctx = result["evaluation"], result["verdict"], result.get("context", {})
     clean_f1, clean_auc = _metrics(ev["labels"], ev["clean_pred"], ev["clean_scores"])
     adv_f1, adv_auc = _metrics(ev["labels"], ev["adv_pred"], ev["adv_scores"])
@@ -302,22 +301,6 @@ def neutralise(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
-
-
-def rows_frame(document: dict[str, Any]) -> pd.DataFrame:
-    """All rows as a pandas table (timings flattened into ``time_*`` columns), for results.csv.
-
-    Text cells that start like a spreadsheet formula (test ids, model labels come from test code)
-    are neutralised.
-    """
-    import pandas as pd
-
-    flat = []
-    for row in document["rows"]:
-        r = {k: neutralise(v) for k, v in row.items() if k != "timings"}
-        r.update({f"time_{k}": v for k, v in row["timings"].items()})
-        flat.append(r)
-    return pd.DataFrame(flat)
 
 
 def main_eps(rows: list[dict[str, Any]], preferred: float = 4 / 255) -> float | None:
