@@ -48,5 +48,10 @@ class AttackUnavailableError(RobustError, ImportError):
     """An attack needs an optional package that is not installed."""
 
 
+class RobustDataWarning(UserWarning):
+    """The data is not what was asked for, and the run goes on: images resized from another size,
+    fewer samples than the ``n`` requested. The message names both and how to change it."""
+
+
 class ResultCacheWarning(UserWarning):
     """A result-cache entry was unreadable, truncated or failed its hash check: it is recomputed."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_robust import validate
-from pytest_robust.errors import RobustConfigError, RobustDataError, RobustError
+from pytest_robust.errors import RobustConfigError, RobustDataError, RobustDataWarning, RobustError
 from pytest_robust.policies import (
     LowerConfidenceBound,
     NonInferiority,
@@ -155,6 +155,10 @@ class RobustResult:
         lo, hi = vd.interval
         data = ev.data
         kind = "synthetic" if data.get("synthetic") else "real"
+        from pytest_robust.data.dataset import resize_note
+
+        note = resize_note(data.get("source") or {})
+        resized = f" ({note})" if note else ""
         lines = []
         if not vd.sound:
             failed = ev.failed_checks
@@ -182,8 +186,8 @@ class RobustResult:
             f"  clean accuracy  {ev.clean_acc:.3f} ({ev.n_clean_correct}/{ev.n})",
             f"  required        {vd.statistic} >= {self.min_acc:.3f} "
             f"({vd.parts[0].policy if vd.parts else vd.policy})",
-            f"  data            {data.get('name')} ({kind}), n={ev.n}, "
-            f"{'x'.join(str(s) for s in data.get('shape', []))}",
+            f"  data            {data.get('name')} ({kind}), n={samples_label(ev.n, data)}, "
+            f"{'x'.join(str(s) for s in data.get('shape', []))}{resized}",
             f"  device, seed    {ev.device}, seed={ev.seed}",
         ]
         ci = self.evaluation.clinical
@@ -232,11 +236,47 @@ class RobustResult:
                     "--robust-baseline-update and commit the new baseline"
                 )
             else:
-                lines.append(
-                    "  to fix: train for robustness (e.g. PGD adversarial training), or lower the "
-                    "requirement deliberately; a larger n narrows the interval"
-                )
+                lines.append(self._fix_hint())
         return "\n".join(lines)
+
+    def _fix_hint(self) -> str:
+        """What to do about a failed requirement: a clean gate (eps 0, no attack) needs a better model
+        or data that matches it; a robust one whose clean accuracy already misses the requirement
+        needs that first; otherwise robustness training."""
+        ev = self.evaluation
+        tail = "; or lower the requirement deliberately; a larger n narrows the interval"
+        if ev.threat.eps == 0 or ev.attack.get("name") == "none":
+            classes = ", ".join(f"{i} {c}" for i, c in enumerate(ev.data.get("classes", ())))
+            if (ev.data.get("source") or {}).get("kind") == "folder":
+                classes = f"the class folders in alphabetical order: {classes}"
+            shape = "x".join(str(s) for s in ev.data.get("shape", []))
+            return (
+                "  to fix: this gate measures clean accuracy (no attack): improve or retrain the model, "
+                f"and check that the data is what it expects - the labels ({classes}), the input shape "
+                f"({shape}), pixels in [0, 1] with any normalisation inside the model{tail}"
+            )
+        if ev.clean_acc < self.min_acc:
+            return (
+                f"  to fix: clean accuracy {ev.clean_acc:.3f} is already below the required "
+                f"{self.min_acc:.3f}, and robust accuracy cannot exceed it: first improve the model on "
+                "clean inputs (and check its data, labels and preprocessing), then train for robustness "
+                f"(e.g. PGD adversarial training){tail}"
+            )
+        return (
+            "  to fix: train for robustness (e.g. PGD adversarial training), or lower the requirement "
+            "deliberately; a larger n narrows the interval"
+        )
+
+
+def samples_label(n: int, data: Mapping[str, Any]) -> str:
+    """The sample count of an evaluation as the reports say it: ``40``, or ``40 (all 40 samples; 256
+    requested)`` when the gate asked for more samples than the data held (``data["requested_n"]``)."""
+    requested = data.get("requested_n")
+    if not isinstance(requested, int):
+        return str(n)
+    total = int(data.get("available", n))
+    held = f"all {total}" if n == total else f"of {total}"
+    return f"{n} ({held} samples; {requested} requested)"
 
 
 def assert_robust(
@@ -269,9 +309,12 @@ def assert_robust(
 ) -> RobustResult:
     """Evaluate ``model`` under ``attack`` at ``eps`` and fail unless every requirement is met.
 
-    ``data`` defaults to the embedded synthetic test set (256 images at 32 px). ``n`` keeps the
-    first ``n`` samples. Returns a :class:`RobustResult`; raises :class:`RobustnessFailure`
-    (an ``AssertionError``) with a reviewer-readable message when the requirement is not met.
+    ``data`` defaults to the embedded synthetic test set (256 images at 32 px). ``n`` draws a seeded,
+    class-stratified subset of ``n`` samples; when ``data`` holds fewer, all are evaluated, the
+    result's ``evaluation.data["requested_n"]`` keeps ``n`` (its messages say ``n=40 (all 40
+    samples; 256 requested)``) and a :class:`~pytest_robust.errors.RobustDataWarning` says so.
+    Returns a :class:`RobustResult`; raises :class:`RobustnessFailure` (an ``AssertionError``) with
+    a reviewer-readable message when the requirement is not met.
     ``record`` is called with the result before the decision is raised (the fixture uses it to
     attach the result to the test report). ``progress``: a tqdm bar per evaluation (None: only
     when stderr is a terminal). ``examples``: keep that many adversarial examples in the result
@@ -348,6 +391,17 @@ def assert_robust(
         data = generate_synthetic(256, size=32, seed=seed, split="test")
     positive_label = resolve_positive(positive, data.classes)
     subset = data.subset(n, seed=seed)
+    short = n is not None and n > len(data)  # fewer samples than asked for: all are evaluated, and said so
+    if short:
+        warnings.warn(
+            RobustDataWarning(
+                f"data {data.name!r} has {len(data)} samples, fewer than the n={n} requested: all "
+                f"{len(data)} are evaluated and results say n={len(data)} (all {len(data)} samples; {n} "
+                "requested). Ask for every sample (n=None; under pytest --robust-n all or n='all') "
+                "to evaluate them without this warning"
+            ),
+            stacklevel=2,
+        )
     stored = _load_baseline(baseline)
     extra: dict[str, Any] = {}
     if stored is not None:
@@ -395,6 +449,8 @@ def assert_robust(
         positive_label=positive_label,
         **extra,
     )
+    if short:
+        evaluation = replace(evaluation, data={**evaluation.data, "requested_n": n})
     parts = [threshold.decide(evaluation, required)]
     parts += _clinical_parts(threshold, evaluation, clinical_req)
     if stored is not None:

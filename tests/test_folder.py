@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from pytest_robust.data.dataset import resize_note
 from pytest_robust.data.folder import load_image_folder, natural_key
-from pytest_robust.errors import RobustDataError
+from pytest_robust.errors import RobustDataError, RobustDataWarning
+
+# most images here are loaded at another size on purpose; the tests of that warning catch it themselves
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_robust.errors.RobustDataWarning")
 
 
 def _save(
@@ -46,6 +51,7 @@ def test_flat_layout_lower_cases_and_sorts_class_names(tmp_path: Path) -> None:
         "split": None,
         "size": 16,
         "n_files": 6,
+        "original_sizes": {"12x9": 6},
     }
     assert json.loads(json.dumps(ds.source)) == ds.source
 
@@ -149,6 +155,50 @@ def test_non_square_images_are_resized_to_a_square(tmp_path: Path) -> None:
     assert float(ds.images.max()) <= 1.0
 
 
+def test_resized_images_are_counted_and_announced(tmp_path: Path) -> None:
+    root = tmp_path / "derm"
+    for name in ("benign", "malignant"):
+        for i in range(3):
+            _save(root / name / f"{i}.png", (90, 60, 40), size=(48, 48))
+    with pytest.warns(RobustDataWarning) as caught:
+        ds = load_image_folder(root, size=32)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("image folder 'derm': 6 images of 48x48 resized to 32x32. Under pytest, ")
+    assert "profile's image size (smoke 32 px, ci 32 px, paper 224 px)" in message
+    assert "override the robust_data fixture with load_image_folder(path, size=N)" in message
+    assert caught[0].filename == __file__  # points at the caller, not the loader
+    assert ds.source["original_sizes"] == {"48x48": 6}
+    assert "6 images of 48x48 resized to 32x32" in ds.describe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loaded at their own size: nothing resized, nothing said
+        same = load_image_folder(root, size=48)
+    assert same.source["original_sizes"] == {"48x48": 6}
+    assert resize_note(same.source) is None
+    assert "resized" not in same.describe()
+
+
+def test_mixed_sizes_are_listed_most_common_first(tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    _save(root / "a" / "1.png", (1, 1, 1), size=(48, 48))
+    _save(root / "a" / "2.png", (1, 1, 1), size=(48, 48))
+    _save(root / "b" / "3.png", (1, 1, 1), size=(64, 48))
+    _save(root / "b" / "4.png", (1, 1, 1), size=(32, 32))
+    with pytest.warns(RobustDataWarning, match="image folder 'mixed': 3 of 4 images"):
+        ds = load_image_folder(root, size=32)
+    assert ds.source["original_sizes"] == {"48x48": 2, "32x32": 1, "64x48": 1}
+    assert resize_note(ds.source) == (
+        "3 of 4 images (48x48: 2, 64x48: 1) resized to 32x32 (non-square ones squashed, not cropped)"
+    )
+
+
+def test_resize_note_without_sizes_or_with_many() -> None:
+    assert resize_note({}) is None
+    assert resize_note({"kind": "synthetic", "size": 32}) is None
+    many = {"size": 8, "original_sizes": {"10x10": 4, "12x12": 3, "14x14": 2, "16x16": 1}}
+    assert resize_note(many) == "10 images (10x10: 4, 12x12: 3, 14x14: 2, ...) resized to 8x8"
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     root = tmp_path / "exif"
     image = Image.new("RGB", (8, 8), (255, 0, 0))
@@ -161,6 +211,18 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     ds = load_image_folder(root, size=8)
     assert float(ds.images[0, 2, 4, 0]) == pytest.approx(1.0)
     assert float(ds.images[0, 0, 4, 7]) == pytest.approx(1.0)
+
+
+def test_the_upright_size_is_recorded(tmp_path: Path) -> None:
+    root = tmp_path / "exif"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 8 wide, 4 high; displayed rotated by 90°: 4 wide, 8 high
+    (root / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 4), (9, 9, 9)).save(root / "a" / "rotated.png", exif=exif)
+    _save(root / "b" / "plain.png", (0, 0, 0), size=(4, 8))
+    with pytest.warns(RobustDataWarning, match="2 images of 4x8 resized to 8x8"):
+        ds = load_image_folder(root, size=8)
+    assert ds.source["original_sizes"] == {"4x8": 2}
 
 
 def test_truncated_jpeg_is_named_in_the_error(tmp_path: Path) -> None:

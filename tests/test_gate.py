@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 from torch import nn
 
 from pytest_robust.attacks import PGD
 from pytest_robust.data.dataset import ImageDataset
-from pytest_robust.errors import RobustConfigError
+from pytest_robust.errors import RobustConfigError, RobustDataWarning
 from pytest_robust.gate import (
     LowerConfidenceBound,
     PointEstimate,
     RobustnessFailure,
     RobustResult,
     assert_robust,
+    samples_label,
 )
+from pytest_robust.training import seeded
+from tests.conftest import make_blobs, tiny_net
 
 
 def test_pass_returns_a_frozen_result(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
@@ -91,3 +95,74 @@ def test_unknown_attack_name(trained_tiny: nn.Module, blobs: ImageDataset) -> No
     valid = "valid attacks: aa, auto-attack, autoattack, clean, fgsm, none, pgd"
     with pytest.raises(RobustConfigError, match=valid):
         assert_robust(trained_tiny, "cw", eps=4 / 255, min_acc=0.5, data=blobs)
+
+
+@pytest.mark.parametrize(("attack", "eps"), [("none", 0.0), ("fgsm", 0.0)])
+def test_a_failed_clean_gate_advises_a_better_model_not_adversarial_training(
+    trained_tiny: nn.Module, blobs: ImageDataset, attack: str, eps: float
+) -> None:
+    with pytest.raises(RobustnessFailure) as info:
+        assert_robust(trained_tiny, attack, eps=eps, min_acc=1.0, data=blobs, n=40, device="cpu")
+    msg = str(info.value)
+    hint = msg.splitlines()[-1]
+    assert hint.startswith("  to fix: this gate measures clean accuracy (no attack): improve or retrain")
+    assert "the labels (0 benign, 1 malignant), the input shape (3x8x8), pixels in [0, 1]" in hint
+    assert "adversarial" not in msg
+    assert "train for robustness" not in msg
+
+
+def test_a_failed_robust_gate_keeps_its_advice(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
+    with pytest.raises(RobustnessFailure) as info:
+        assert_robust(
+            trained_tiny, PGD(steps=10), eps=32 / 255, min_acc=0.9, data=blobs, n=100, device="cpu", seed=3
+        )
+    assert info.value.result.clean_acc >= 0.9
+    hint = str(info.value).splitlines()[-1]
+    assert hint == (
+        "  to fix: train for robustness (e.g. PGD adversarial training), or lower the requirement "
+        "deliberately; a larger n narrows the interval"
+    )
+
+
+def test_a_robust_gate_below_on_clean_inputs_says_to_fix_the_clean_model_first(blobs: ImageDataset) -> None:
+    with seeded(0):
+        untrained = tiny_net().eval()
+    with pytest.raises(RobustnessFailure) as info:
+        assert_robust(untrained, "fgsm", eps=8 / 255, min_acc=0.99, data=blobs, n=64, device="cpu")
+    clean = info.value.result.clean_acc
+    assert clean < 0.99
+    hint = str(info.value).splitlines()[-1]
+    assert hint.startswith(
+        f"  to fix: clean accuracy {clean:.3f} is already below the required 0.990, and robust "
+        "accuracy cannot exceed it: first improve the model on clean inputs"
+    )
+
+
+def test_fewer_samples_than_n_are_all_evaluated_and_said_so(trained_tiny: nn.Module) -> None:
+    small = make_blobs(40, seed=3)
+    with pytest.warns(RobustDataWarning, match=r"'blobs' has 40 samples, fewer than the n=256 requested"):
+        result = assert_robust(
+            trained_tiny, "fgsm", eps=1 / 255, min_acc=0.0, data=small, n=256, device="cpu"
+        )
+    assert result.n == 40
+    assert result.evaluation.data["n"] == 40
+    assert result.evaluation.data["requested_n"] == 256
+    assert "n=40 (all 40 samples; 256 requested)" in result.explain()
+    again = RobustResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert again.evaluation.data["requested_n"] == 256
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # n=None (all) or n within the data: nothing to say
+        for n in (None, 40, 20):
+            r = assert_robust(trained_tiny, "fgsm", eps=1 / 255, min_acc=0.0, data=small, n=n, device="cpu")
+            assert "requested_n" not in r.evaluation.data
+            assert "requested" not in r.explain()
+
+
+def test_samples_label() -> None:
+    assert samples_label(40, {"n": 40}) == "40"
+    assert samples_label(40, {"n": 40, "requested_n": 256}) == "40 (all 40 samples; 256 requested)"
+    # a sequential policy that stopped after 20 of the 40 samples there were
+    assert (
+        samples_label(20, {"n": 20, "available": 40, "requested_n": 256})
+        == "20 (of 40 samples; 256 requested)"
+    )

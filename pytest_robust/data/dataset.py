@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,7 +17,9 @@ class ImageDataset:
     """Images as a float32 tensor ``(N, C, H, W)`` in [0, 1] and int64 labels ``(N,)``.
 
     ``classes[i]`` names label ``i``. ``source`` is plain JSON describing where the data came
-    from (generator and seed, or folder); ``synthetic`` says whether it is generated data.
+    from (generator and seed, or folder; a folder's ``original_sizes`` counts the files' sizes
+    before they were resized, see :func:`resize_note`); ``synthetic`` says whether it is generated
+    data.
     """
 
     images: torch.Tensor
@@ -111,7 +114,38 @@ class ImageDataset:
     def describe(self) -> str:
         kind = "synthetic" if self.synthetic else "real"
         _c, hh, ww = self.images.shape[1:]
-        return f"{self.name} ({kind}, n={len(self)}, {ww}x{hh}px, classes={list(self.classes)})"
+        resized = resize_note(self.source)
+        note = f"; {resized}" if resized else ""
+        return f"{self.name} ({kind}, n={len(self)}, {ww}x{hh}px{note}, classes={list(self.classes)})"
+
+
+def resize_note(source: Mapping[str, Any]) -> str | None:
+    """``40 images of 48x48 resized to 32x32`` from a data set's ``source`` (its ``original_sizes``,
+    ``"WxH"`` → files, and ``size``); None when nothing was resized or the source does not say."""
+    sizes = source.get("original_sizes")
+    size = source.get("size")
+    if not isinstance(sizes, Mapping) or not isinstance(size, int):
+        return None
+    target = f"{size}x{size}"
+    other = {str(k): int(v) for k, v in sizes.items() if k != target}
+    if not other:
+        return None
+    resized = sum(other.values())
+    total = sum(int(v) for v in sizes.values())
+    count = f"{resized} images" if resized == total else f"{resized} of {total} images"
+    if len(other) == 1:
+        what = f"{count} of {next(iter(other))}"
+    else:
+        ranked = sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))
+        listed = ", ".join(f"{k}: {v}" for k, v in ranked[:3])
+        what = f"{count} ({listed}{', ...' if len(ranked) > 3 else ''})"
+    squashed = any(_non_square(k) for k in other)
+    return f"{what} resized to {target}" + (" (non-square ones squashed, not cropped)" if squashed else "")
+
+
+def _non_square(size: str) -> bool:
+    w, _, h = size.partition("x")
+    return w != h
 
 
 def stratified_indices(labels: torch.Tensor, n: int, *, seed: int) -> torch.Tensor:

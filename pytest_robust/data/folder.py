@@ -16,6 +16,9 @@ upright from its EXIF orientation, converted to RGB (alpha is dropped; 16-bit gr
 from its full range) and squashed to ``size`` x ``size`` with Pillow's bilinear filter, which
 widens with the scale factor when shrinking, so downsampling is antialiased (like torchvision's
 ``antialias=True``); ``reducing_gap`` is left off, so no JPEG draft-mode shortcut changes pixels.
+The files' sizes before resizing are counted in ``source["original_sizes"]``, and images that had
+another size than ``size`` are announced with a :class:`~pytest_robust.errors.RobustDataWarning`
+naming both sizes, so a resize is never silent.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Final
 
@@ -31,8 +36,9 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
-from pytest_robust.data.dataset import ImageDataset
-from pytest_robust.errors import RobustDataError
+from pytest_robust.config import PROFILES
+from pytest_robust.data.dataset import ImageDataset, resize_note
+from pytest_robust.errors import RobustDataError, RobustDataWarning
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -173,14 +179,30 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_one(file: Path, size: int) -> NDArray[np.float32]:
     """``(3, size, size)`` float32 in [0, 1]; raises whatever Pillow raises for a bad file."""
+    return _load_sized(file, size)[0]
+
+
+def _load_sized(file: Path, size: int) -> tuple[NDArray[np.float32], str]:
+    """:func:`load_one` and the image's upright size before resizing, ``"WxH"``."""
     with Image.open(file) as image:
         image.load()
         upright = ImageOps.exif_transpose(image)
+        width, height = upright.size
         rgb = to_rgb(upright)
         resized = rgb.resize((size, size), resample=Image.Resampling.BILINEAR, reducing_gap=None)
         pixels = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
     chw: NDArray[np.float32] = np.ascontiguousarray(pixels.transpose(2, 0, 1))
-    return chw
+    return chw, f"{width}x{height}"
+
+
+def resize_warning(name: str, note: str) -> str:
+    """The text of the :class:`RobustDataWarning` of a resized folder: what, and how to change it."""
+    profiles = ", ".join(f"{p.name} {p.image_size} px" for p in PROFILES.values())
+    return (
+        f"image folder {name!r}: {note}. Under pytest, --robust-data loads at the "
+        f"profile's image size ({profiles}); to load at another size, override the robust_data "
+        "fixture with load_image_folder(path, size=N) (README: 'Bring your own model and data')"
+    )
 
 
 def unreadable_error(failures: list[tuple[Path, str]], data_root: Path) -> RobustDataError:
@@ -215,9 +237,11 @@ def load_image_folder(path: str | os.PathLike[str], *, size: int, split: str | N
 
     images = np.empty((len(files), 3, size, size), dtype=np.float32)
     failures: list[tuple[Path, str]] = []
+    sizes: Counter[str] = Counter()
     for i, (file, _) in enumerate(files):
         try:
-            images[i] = load_one(file, size)
+            images[i], original = _load_sized(file, size)
+            sizes[original] += 1
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             failures.append((file, f"{type(exc).__name__}: {exc}"))
     if failures:
@@ -225,18 +249,24 @@ def load_image_folder(path: str | os.PathLike[str], *, size: int, split: str | N
 
     labels = np.fromiter((label for _, label in files), dtype=np.int64, count=len(files))
     logger.info("loaded %d images of %d classes from %s at %dpx", len(files), len(classes), data_root, size)
+    source = {
+        "kind": "folder",
+        "path": str(root),
+        "split": used_split,
+        "size": size,
+        "n_files": len(files),
+        # "WxH" before resizing -> files, most common first
+        "original_sizes": dict(sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+    note = resize_note(source)
+    if note is not None:
+        warnings.warn(RobustDataWarning(resize_warning(root.name, note)), stacklevel=2)
     return ImageDataset(
         images=torch.from_numpy(images),
         labels=torch.from_numpy(labels),
         classes=tuple(name for name, _ in classes),
         name=root.name,
         synthetic=False,
-        source={
-            "kind": "folder",
-            "path": str(root),
-            "split": used_split,
-            "size": size,
-            "n_files": len(files),
-        },
+        source=source,
         ids=tuple(file.relative_to(data_root).as_posix() for file, _ in files),
     )

@@ -140,7 +140,7 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
         "row": row_id,
         "nodeid": record.nodeid,
         "test_outcome": record.outcome,
-        "model": str(ctx.get("model") or _short(ev["model"]["fingerprint"])),
+        "model": model_label(ctx, ev["model"]),
         "arch": ctx.get("arch"),
         "recipe": ctx.get("recipe"),
         "attack": attack,
@@ -172,6 +172,7 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
         "requirements": requirements(vd),
         "samples_used": ev["n"],
         "samples_available": ev["data"].get("available", ev["n"]),
+        "samples_requested": ev["data"].get("requested_n"),
         "data_name": ev["data"]["name"],
         "data_synthetic": bool(ev["data"].get("synthetic")),
         "data_fingerprint": ev["data"]["fingerprint"],
@@ -248,8 +249,16 @@ def requirements(vd: dict[str, Any]) -> str:
     return "; ".join(out)
 
 
-def _short(fingerprint: str) -> str:
-    return f"model {fingerprint[:12]}"
+def model_label(context: dict[str, Any], model: dict[str, Any]) -> str:
+    """A result's model as the report names it: the test's ``context["model"]``; else a checkpoint the
+    plugin built (``small_cnn standard``); else the model's class and the start of its weights'
+    SHA-256 (``SmallCNN cc88baa8``), which tells two models of one class apart."""
+    if context.get("model"):
+        return str(context["model"])
+    checkpoint = context.get("checkpoint") or {}
+    if checkpoint.get("arch") and checkpoint.get("recipe"):
+        return f"{checkpoint['arch']} {checkpoint['recipe']}"
+    return f"{model.get('class') or 'model'} {str(model.get('fingerprint', ''))[:8]}".strip()
 
 
 def build_document(
