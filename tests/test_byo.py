@@ -134,6 +134,8 @@ def test_the_readme_section_runs_as_written(project: pytest.Pytester) -> None:
             "evaluated and results say n=40 (all 40 samples; 256 requested)*",
         ]
     )
+    # the terminal's line for the model says it too
+    result.stdout.fnmatch_lines(["PASS    *  n=40 (all; 256 requested)  tests: *"])
     doc = results(project)
     assert len(doc["rows"]) == 2
     for row, detail in zip(doc["rows"], doc["details"], strict=True):

@@ -48,6 +48,8 @@ class ModelLine:
     n: int
     outcomes: dict[str, int]
     unsound_checks: tuple[str, ...]
+    #: the samples a gate asked for when the data held fewer (all of them were evaluated)
+    requested: int | None = None
     #: the comparisons with the baseline (``--robust-baseline``): the worst difference, newly broken
     #: samples summed, and whether every comparison passed; None without a baseline
     baseline: dict[str, Any] | None = None
@@ -175,6 +177,7 @@ def model_lines(document: dict[str, Any]) -> list[ModelLine]:
                     outcomes=outcomes,
                     unsound_checks=unsound,
                     baseline=baseline,
+                    requested=clean.get("samples_requested"),
                 )
             )
     return lines
@@ -208,9 +211,10 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
                 f"{b['newly_robust']} newly robust) "
                 f"{'PASS' if b['passed'] else 'FAIL'}"
             )
+        asked = f" (all; {m.requested} requested)" if m.requested else ""
         out.append(
             f"{m.verdict:<7} {m.label:<{width}}  clean {fmt.num(m.clean_acc, missing='-')}  {robust}{sens}"
-            f"  n={m.n}{base}  tests: {tests}{unsound}"
+            f"  n={m.n}{asked}{base}  tests: {tests}{unsound}"
         )
     profile = (document.get("manifest") or {}).get("profile") or {}
     if profile.get("plumbing"):
