@@ -537,23 +537,15 @@ def _check_device(device: str) -> None:
         raise pytest.UsageError(f"--robust-device {device}: {exc}") from None
 
 
-def load_default_split(rc: cfg.RobustConfig, split: str) -> ImageDataset:
-    """The plugin's default data: ``rc.data`` (its train/ or test/ split) or the synthetic set."""
-    size = rc.profile.image_size
-    if rc.data is None:
-        from pytest_robust.data.synthetic import generate_synthetic
+def load_default_split(rc: cfg.RobustConfig, split: str, **options: Any) -> ImageDataset:
+    """The run's default data (:func:`pytest_robust.data.defaults.load_default_split`, which the
+    suites parametrise with ``options``); data that cannot be loaded stops the run as a usage error."""
+    from pytest_robust.data import defaults
 
-        n = 2048 if split == "train" else (rc.profile.n_eval or 660)
-        return generate_synthetic(n, size=size, seed=rc.seed, split=split)
-    has_splits = (rc.data / "train").is_dir() and (rc.data / "test").is_dir()
-    if split == "train" and not has_splits:
-        abort_run(
-            f"{rc.data} has no train/ and test/ sub-folders, so the default model fixtures cannot "
-            "train on it; provide your own `model` fixture or a folder with both splits"
-        )
-    from pytest_robust.data.folder import load_image_folder
-
-    return load_image_folder(rc.data, size=size, split=split if has_splits else None)
+    try:
+        return defaults.load_default_split(rc, split, **options)  # type: ignore[arg-type]
+    except RobustError as exc:
+        abort_run(f"--robust-data {rc.data}: {exc}" if rc.data is not None else str(exc))
 
 
 @pytest.fixture(scope="session")

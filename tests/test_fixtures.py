@@ -101,3 +101,38 @@ def test_unreadable_images_stop_the_run_unless_skipped_on_the_command_line(
     assert "--robust-skip-unreadable" in out
     skipped = pytester.runpytest(*args, "--robust-skip-unreadable", "-p", "no:cacheprovider")
     skipped.assert_outcomes(passed=1)
+
+
+def test_one_loader_and_one_size_table_for_the_plugin_and_the_suites(tmp_path: Path) -> None:
+    """The suite's ISIC fixtures and the plugin's default data come from the package's one loader:
+    the same synthetic evaluation set and image size; the training sets' sizes from one table."""
+    from fixtures.isic import load_split
+    from pytest_robust.config import PROFILES, RobustConfig
+    from pytest_robust.data.defaults import SYNTHETIC_SIZES, image_size
+    from pytest_robust.plugin import load_default_split
+
+    for profile in ("smoke", "ci"):
+        rc = RobustConfig(profile=PROFILES[profile])
+        sizes = SYNTHETIC_SIZES[profile]
+        suite_test, plugin_test = load_split(rc, "test"), load_default_split(rc, "test")
+        assert suite_test.fingerprint() == plugin_test.fingerprint()
+        assert len(plugin_test) == sizes.test
+        assert plugin_test.images.shape[-1] == image_size(rc) == rc.profile.image_size
+        assert len(load_split(rc, "train")) == sizes.benchmark_train
+        assert len(load_default_split(rc, "train")) == sizes.train
+
+
+def test_a_flat_folder_cannot_train_the_default_models(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The plugin's loader stops the run with a usage error naming the folder (no traceback)."""
+    root = tmp_path / "flat"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (32, 32), (40 * i, 80, 120)).save(root / cls / f"{i}.png")
+    pytester.makepyfile("def test_train(robust_train_data):\n    pass\n")
+    result = pytester.runpytest("--robust-profile=smoke", f"--robust-data={root}", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        [f"*pytest-robust: --robust-data {root}: {root} has no train/ and test/ sub-folders*"]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
