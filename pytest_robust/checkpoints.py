@@ -154,12 +154,16 @@ def build_checkpoint(
         t0 = time.perf_counter()
         initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
         try:
-            report = train(model, data, config, device=device, progress=progress, resume_dir=resume_dir)
+            report = train(
+                model, data, config, device=device, progress=progress, resume_dir=resume_dir, label=arch
+            )
         except ResumeStateError as exc:  # the cache's own resume state: discard it, never block reruns
             log.warning("%s: discarding it and training from the start", exc)
             shutil.rmtree(resume_dir, ignore_errors=True)
             model.load_state_dict(initial)
-            report = train(model, data, config, device=device, progress=progress, resume_dir=resume_dir)
+            report = train(
+                model, data, config, device=device, progress=progress, resume_dir=resume_dir, label=arch
+            )
         wall = time.perf_counter() - t0
         model.to("cpu")
         shutil.rmtree(resume_dir, ignore_errors=True)

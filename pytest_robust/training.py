@@ -186,12 +186,14 @@ def train(
     progress: bool | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     resume_dir: str | os.PathLike[str] | None = None,
+    label: str | None = None,
 ) -> TrainReport:
     """Train ``model`` in place on ``data`` with ``config``'s recipe; returns per-epoch stats.
 
     ``device``: ``"auto"`` picks CUDA when available. ``progress``: tqdm bars (epochs with loss,
-    accuracy and ETA; batches inside), None = only on a terminal. ``on_epoch`` is called after
-    each epoch's state is saved. ``resume_dir``: see the module docstring.
+    accuracy and ETA; batches inside), None = only on a terminal; ``label`` names the model on them
+    (e.g. the architecture; default: the model's class). ``on_epoch`` is called after each epoch's
+    state is saved. ``resume_dir``: see the module docstring.
     """
     from tqdm.auto import tqdm
 
@@ -217,7 +219,7 @@ def train(
         range(resumed_from, config.epochs),
         total=config.epochs,
         initial=resumed_from,
-        desc=f"train {config.recipe.value}",
+        desc=f"train {label or type(model).__name__} {config.recipe.value}",
         unit="epoch",
         disable=disable,
         leave=False,

@@ -126,6 +126,10 @@ def test_failing_gate_is_failed_in_the_report(pytester: pytest.Pytester) -> None
     assert gate["outcome"] == "failed"
     assert "robust accuracy" in gate["message"]
     assert "required 0.990" in gate["message"]
+    # the reasons read as text, without pytest's "E   " markers
+    assert gate["message"].startswith("RobustnessFailure: robustness gate FAILED")
+    assert not re.search(r"^E ", gate["longrepr"], re.MULTILINE)
+    assert "RobustnessFailure: robustness gate FAILED" in gate["longrepr"]
     row = doc["rows"][gate["rows"][0]]
     assert row["gate_passed"] is False
     assert row["min_acc"] == 0.99

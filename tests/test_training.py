@@ -58,3 +58,15 @@ def test_pgd_at_is_more_robust_than_standard_training() -> None:
     assert standard.clean_acc > 0.8
     assert standard.robust_acc < standard.clean_acc - 0.4
     assert robust.robust_acc > standard.robust_acc + 0.3
+
+
+def test_progress_bars_name_the_model_being_trained(capsys: pytest.CaptureFixture[str]) -> None:
+    """Ten models train in a row in the benchmark: each bar says which (the architecture)."""
+    data = generate_synthetic(32, size=16, seed=0, split="train")
+    config = TrainConfig(recipe=Recipe.STANDARD, epochs=1, batch_size=16, seed=0)
+    with seeded(0):
+        model = small_cnn(num_classes=2)
+    train(model, data, config, progress=True, label="densenet121")
+    assert "train densenet121 standard" in capsys.readouterr().err
+    train(model, data, config, progress=True)  # no label: the model's class
+    assert f"train {type(model).__name__} standard" in capsys.readouterr().err

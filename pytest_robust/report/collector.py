@@ -56,7 +56,7 @@ class ReportCollector:
         if outcome is not None and _worse(outcome, rec.outcome):
             rec.outcome = outcome
             rec.message = _message(report)
-            rec.longrepr = _strip_worker_line(report.longreprtext)[:_MAX_LONGREPR] if report.longrepr else ""
+            rec.longrepr = _longrepr(report)
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             for name, value in report.user_properties:
                 if name == PROPERTY:
@@ -223,8 +223,24 @@ def _strip_worker_line(text: str) -> str:
     return re.sub(r"\A\s*\[gw\d+\] [^\n]*\n", "", text).strip()
 
 
+#: pytest's marker of an error line (``E   ``) at the start of a line of a failure's text
+_E_PREFIX = re.compile(r"^E {1,3}", re.MULTILINE)
+
+
+def _longrepr(report: pytest.TestReport) -> str:
+    """The failure's text for the report: a pytest-robust error (the message the plugin shortened
+    the report to, a string) without pytest's ``E`` markers; any other traceback as pytest gave it."""
+    if not report.longrepr:
+        return ""
+    text = _strip_worker_line(report.longreprtext)
+    if isinstance(report.longrepr, str):
+        text = _E_PREFIX.sub("", text)
+    return text[:_MAX_LONGREPR]
+
+
 def _message(report: pytest.TestReport) -> str:
-    """One line saying why: the crash message, the skip reason, or the xfail reason."""
+    """One line saying why: the crash message, the skip reason, or the xfail reason (never with
+    pytest's ``E`` markers)."""
     if hasattr(report, "wasxfail") and report.skipped:
         return f"expected failure: {report.wasxfail}" if report.wasxfail else "expected failure"
     longrepr = report.longrepr
@@ -235,4 +251,8 @@ def _message(report: pytest.TestReport) -> str:
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None:
         return str(crash.message)
-    return str(longrepr).strip()
+    text = str(longrepr).strip()
+    errors = [line for line in text.splitlines() if _E_PREFIX.match(line)]
+    if errors:  # a pytest-robust error: "E   Type: message" and its details
+        return _E_PREFIX.sub("", errors[0]).strip()
+    return text
