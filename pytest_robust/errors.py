@@ -50,3 +50,9 @@ class AttackUnavailableError(RobustError, ImportError):
 
 class ResultCacheWarning(UserWarning):
     """A result-cache entry was unreadable, truncated or failed its hash check: it is recomputed."""
+
+
+class DegenerateModelWarning(UserWarning):
+    """The evaluated model (almost) never predicts some class of the data (:mod:`pytest_robust.degeneracy`):
+    its robust accuracy measures the class balance, not robustness. Under ``soundness="strict"`` the
+    gate also fails (DEGENERATE); under ``"warn"`` this warning and the DEGENERATE mark are all there is."""
