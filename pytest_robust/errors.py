@@ -55,3 +55,9 @@ class RobustDataWarning(UserWarning):
 
 class ResultCacheWarning(UserWarning):
     """A result-cache entry was unreadable, truncated or failed its hash check: it is recomputed."""
+
+
+class DegenerateModelWarning(UserWarning):
+    """The evaluated model (almost) never predicts some class of the data (:mod:`pytest_robust.degeneracy`):
+    its robust accuracy measures the class balance, not robustness. Under ``soundness="strict"`` the
+    gate also fails (DEGENERATE); under ``"warn"`` this warning and the DEGENERATE mark are all there is."""

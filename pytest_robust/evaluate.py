@@ -23,6 +23,7 @@ from pytest_robust.attacks import Attack, AttackOutcome, coerce_attack, run_atta
 from pytest_robust.attacks.base import require_gradient_path
 from pytest_robust.clinical import Clinical, clinical
 from pytest_robust.data.dataset import ImageDataset
+from pytest_robust.degeneracy import Degeneracy, degeneracy
 from pytest_robust.errors import RobustConfigError, RobustDataError, RobustModelError
 from pytest_robust.examples import Example, make_example, pick
 from pytest_robust.models import (
@@ -125,6 +126,13 @@ class EvalResult:
             classes=self.data.get("classes", ()),
         )
 
+    @property
+    def degeneracy(self) -> Degeneracy:
+        """Every class's clean recall and whether the model is degenerate (almost never predicts a
+        class of the data: :mod:`pytest_robust.degeneracy`). Derived from the labels and the clean
+        predictions, so a result read back from JSON or the result cache is judged the same way."""
+        return degeneracy(self.labels, self.clean_pred, classes=self.data.get("classes", ()))
+
     def ids(self) -> tuple[str, ...]:
         """Every sample's identity (its position when the data recorded none)."""
         return self.sample_ids or tuple(str(i) for i in range(self.n))
@@ -178,6 +186,7 @@ class EvalResult:
             "sample_ids": list(self.ids()),
             "positive_label": self.positive_label,
             "clinical": self.clinical.to_json(),
+            "degenerate": self.degeneracy.to_json(),
         }
 
     @classmethod

@@ -5,7 +5,10 @@ The decision on the number is delegated to a :class:`Policy`; the soundness chec
 evaluation (:mod:`pytest_robust.soundness`) then decide whether that number may be trusted. Under
 the default ``soundness="strict"`` a failed check makes the verdict UNSOUND and the gate fails
 (:class:`UnsoundEvaluation`) whatever the number; under ``"warn"`` the gate follows the policy but
-the result is marked unsound everywhere it is shown.
+the result is marked unsound everywhere it is shown. A degenerate model (one that almost never
+predicts some class of the data: :mod:`pytest_robust.degeneracy`) is judged the same way: its
+robust accuracy measures the class balance, so ``strict`` fails the gate (DEGENERATE) and ``warn``
+marks it; both emit :class:`~pytest_robust.errors.DegenerateModelWarning`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_robust import validate
-from pytest_robust.errors import RobustConfigError, RobustDataError, RobustDataWarning, RobustError
+from pytest_robust.degeneracy import RULE as DEGENERACY_RULE
+from pytest_robust.errors import (
+    DegenerateModelWarning,
+    RobustConfigError,
+    RobustDataError,
+    RobustDataWarning,
+    RobustError,
+)
 from pytest_robust.policies import (
     LowerConfidenceBound,
     NonInferiority,
@@ -176,6 +186,19 @@ class RobustResult:
                     f"    to fix {c.fix}",
                 ]
             lines.append(f"  measured (not trusted): {vd.reason}")
+        elif vd.degenerate:
+            verdict = (
+                "the gate cannot pass"
+                if vd.soundness == "strict"
+                else "passed only because soundness=warn"
+                if vd.passed
+                else "the requirement failed as well"
+            )
+            lines += [
+                f"robustness gate DEGENERATE: {ev.degeneracy.reason}, so its robust accuracy measures the "
+                f"class balance of the data, not robustness ({verdict}; soundness={vd.soundness})",
+                f"  measured (not evidence): {vd.reason}",
+            ]
         else:
             lines.append(f"robustness gate {head}: {vd.reason}")
         lines += [
@@ -227,7 +250,17 @@ class RobustResult:
                 + ", ".join(f"{c.name} {c.status}" for c in ev.checks)
                 + f" (policy {vd.soundness})"
             )
-        if vd.sound and not vd.passed:
+        deg = ev.degeneracy
+        if deg.degenerate:
+            lines += [
+                f"  DEGENERATE      clean recall per class: {deg.recalls()}",
+                f"    rule         {DEGENERACY_RULE}",
+                "    to fix       the model learned (almost) nothing about that class: check the training "
+                "(class balance, labels, learning rate, epochs, a loss that did not diverge) and the "
+                "preprocessing; a robust accuracy of such a model is not evidence of robustness. "
+                "soundness=warn lets the gate pass, marked DEGENERATE",
+            ]
+        if vd.sound and not vd.passed and not vd.degenerate:
             vs_baseline = any(not p.passed and compares_with_baseline(p.details) for p in vd.parts)
             if vs_baseline:
                 lines.append(
@@ -464,6 +497,17 @@ def assert_robust(
     result = RobustResult(
         evaluation=evaluation, verdict=verdict, min_acc=required, context=dict(context or {})
     )
+    if verdict.degenerate:
+        what = str(result.context.get("model") or f"model {evaluation.model.get('fingerprint', '?')[:12]}")
+        consequence = "the gate fails" if mode == "strict" else "the gate passes only under soundness=warn"
+        warnings.warn(
+            DegenerateModelWarning(
+                f"{what} is DEGENERATE under {evaluation.attack_description}: "
+                f"{evaluation.degeneracy.reason}; its robust accuracy measures the class balance, "
+                f"not robustness ({consequence})"
+            ),
+            stacklevel=2,
+        )
     if record is not None:
         record(result)
     if not verdict.passed:
@@ -556,8 +600,14 @@ def combine(parts: list[Verdict]) -> Verdict:
 
 
 def judge(verdict: Verdict, evaluation: EvalResult, mode: str) -> Verdict:
-    """Apply the soundness policy to a policy's verdict: strict fails on any failed check."""
+    """Apply the soundness policy to a policy's verdict: ``strict`` fails on any failed check and on
+    a degenerate model (:mod:`pytest_robust.degeneracy`: the robust accuracy of a model that almost
+    never predicts a class measures the class balance); ``warn`` keeps the policy's decision and
+    marks the verdict."""
     failed = tuple(c.name for c in evaluation.failed_checks)
     sound = not failed
-    passed = verdict.passed and (sound or mode == "warn")
-    return replace(verdict, passed=passed, sound=sound, soundness=mode, failed_checks=failed)
+    degenerate = evaluation.degeneracy.degenerate
+    passed = verdict.passed and ((sound and not degenerate) or mode == "warn")
+    return replace(
+        verdict, passed=passed, sound=sound, soundness=mode, failed_checks=failed, degenerate=degenerate
+    )

@@ -14,14 +14,14 @@ import contextlib
 import functools
 import json
 import os
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from pytest_robust import config as cfg
-from pytest_robust.errors import RobustError
+from pytest_robust.errors import RobustConfigError, RobustError
 
 # the names the reporter shares live in a leaf module (it imports that, never this one); re-exported
 from pytest_robust.keys import (
@@ -825,20 +825,59 @@ def memoised_evaluate(
 
 @pytest.fixture
 def record_finding(request: pytest.FixtureRequest) -> Callable[..., bool]:
-    """``record_finding(name, claim=..., measured=..., holds=...)``: note a named finding for reports.
+    """``record_finding(name, claim=..., measured=..., holds=..., results=[...])``: note a named
+    finding for reports.
 
     Stored as plain JSON in the test's ``user_properties`` (so it survives pytest-xdist), shown in
     the report's Findings table; returns ``holds`` so a test can ``assert record_finding(...)``.
+    ``results``: the results (``RobustResult`` or ``EvalResult``) the finding was computed from; when
+    one of them is of a degenerate model (:mod:`pytest_robust.degeneracy`) the finding does not hold,
+    whatever ``holds`` says: ``reason`` ("degenerate model: ...") and ``degenerate`` say why.
     """
 
-    def record(name: str, *, claim: str, measured: str, holds: bool, **extra: Any) -> bool:
+    def record(
+        name: str, *, claim: str, measured: str, holds: bool, results: Sequence[Any] = (), **extra: Any
+    ) -> bool:
+        degenerate = _degenerate_models(results)
         payload = {"name": name, "claim": claim, "measured": measured, "holds": bool(holds), **extra}
+        if degenerate:
+            payload.update(
+                holds=False,
+                reason="degenerate model: " + "; ".join(f"{d['model']}: {d['reason']}" for d in degenerate),
+                degenerate=degenerate,
+            )
         if request.config.stash[CONFIG_KEY].seeds and "robust_seed" in request.fixturenames:
             payload.setdefault("seed", request.getfixturevalue("robust_seed"))  # the seed study's
         request.node.user_properties.append((FINDING, json.dumps(payload, sort_keys=True, default=str)))
-        return bool(holds)
+        return bool(payload["holds"])
 
     return record
+
+
+def _degenerate_models(results: Sequence[Any]) -> list[dict[str, str]]:
+    """The degenerate models among a finding's ``results`` (``RobustResult`` or ``EvalResult``): the
+    model's label (its context's ``model``, else its weights' hash) and why."""
+    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence):
+        raise RobustConfigError(
+            f"record_finding(results=...) takes a list of the RobustResult / EvalResult the finding was "
+            f"computed from, got {results!r}"
+        )
+    out = []
+    for r in results:
+        evaluation = getattr(r, "evaluation", r)
+        measure = getattr(evaluation, "degeneracy", None)
+        if measure is None:
+            raise RobustConfigError(
+                f"record_finding(results=...): {r!r} is not a RobustResult or EvalResult (what "
+                "assert_robust returns, or its .evaluation)"
+            )
+        if measure.degenerate:
+            context = getattr(r, "context", None) or {}
+            model = context.get("model") or f"model {evaluation.model.get('fingerprint', '?')[:12]}"
+            entry = {"model": str(model), "reason": measure.reason}
+            if entry not in out:
+                out.append(entry)
+    return out
 
 
 # --- reporting ---------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ class Verdict:
     soundness: str = "strict"
     #: names of the failed soundness checks
     failed_checks: tuple[str, ...] = ()
+    #: the model is degenerate (it almost never predicts some class of the data:
+    #: :mod:`pytest_robust.degeneracy`); judged with the soundness policy: ``strict`` fails the gate
+    degenerate: bool = False
     #: every requirement of the gate decided on its own (robust accuracy, clinical numbers, the
     #: baseline comparison); empty for a single-requirement verdict. ``passed`` is their conjunction.
     parts: tuple[Verdict, ...] = ()
@@ -48,15 +51,18 @@ class Verdict:
 
     @property
     def status(self) -> str:
-        """``pass``, ``fail`` or ``unsound`` (a failed check, whatever the gate decided)."""
+        """``pass``, ``fail`` or ``unsound`` (a failed check, whatever the gate decided). A degenerate
+        model's gate is ``fail`` under ``strict`` and ``pass`` under ``warn``: see ``degenerate``."""
         if not self.sound:
             return "unsound"
         return "pass" if self.passed else "fail"
 
     def label(self) -> str:
-        """PASS, FAIL, UNSOUND, or UNSOUND (passed: soundness=warn)."""
+        """PASS, FAIL, UNSOUND, DEGENERATE, or either with "(passed: soundness=warn)"."""
         if not self.sound:
             return "UNSOUND (passed: soundness=warn)" if self.passed else "UNSOUND"
+        if self.degenerate:
+            return "DEGENERATE (passed: soundness=warn)" if self.passed else "DEGENERATE"
         return "PASS" if self.passed else "FAIL"
 
     def to_json(self) -> dict[str, Any]:
@@ -73,6 +79,7 @@ class Verdict:
             "sound": self.sound,
             "soundness": self.soundness,
             "failed_checks": list(self.failed_checks),
+            "degenerate": self.degenerate,
             "parts": [p.to_json() for p in self.parts],
             "details": self.details,
         }
@@ -91,6 +98,7 @@ class Verdict:
             sound=bool(v.get("sound", True)),
             soundness=str(v.get("soundness", "strict")),
             failed_checks=tuple(str(c) for c in v.get("failed_checks", ())),
+            degenerate=bool(v.get("degenerate", False)),
             parts=tuple(cls.from_json(p) for p in v.get("parts", ())),
             details=dict(v.get("details", {})),
         )

@@ -58,7 +58,9 @@ def test_lifecycle_create_compare_regress_update(
     second.assert_outcomes(passed=1)
     assert _files(inner.path / "baselines") == files  # compared, not rewritten
 
-    monkeypatch.setenv("ROBUST_TEST_STEPS", "3")  # an injected regression: a barely trained model
+    # an injected regression: a barely trained model (8 steps: it still answers both classes; after 3
+    # it answered one class for everything, a degenerate model whose gate fails whatever the baseline)
+    monkeypatch.setenv("ROBUST_TEST_STEPS", "8")
     third = inner.runpytest("--robust-baseline=baselines", *ARGS)
     third.assert_outcomes(failed=1)
     out = third.stdout.str()

@@ -363,11 +363,11 @@ def test_terminal_and_markdown_tables_mark_unsound_results(tmp_path: Path) -> No
     lines = summary_lines(doc)
     by_model = {line.split()[1]: line for line in lines if line.split()[0] in ("PASS", "FAIL", "UNSOUND")}
     # one line per model: its verdict, the failed checks named; UNSOUND outranks a failed test
-    assert by_model["scaled"].startswith("UNSOUND scaled")
+    assert by_model["scaled"].startswith("UNSOUND    scaled")
     assert by_model["scaled"].endswith("tests: 1 passed  unsound: saturation")
-    assert by_model["m1"].startswith("PASS    m1")
+    assert by_model["m1"].startswith("PASS       m1")
     assert "unsound" not in by_model["m1"]
-    assert by_model["strict-model"].startswith("UNSOUND strict-model")
+    assert by_model["strict-model"].startswith("UNSOUND    strict-model")
     assert by_model["strict-model"].endswith("tests: 1 failed  unsound: gradient, unbounded")
     assert "UNSOUND: a soundness check failed; those numbers are not evidence" in "\n".join(lines)
     md = table(doc)
@@ -971,7 +971,7 @@ def test_terminal_summary_has_a_line_per_training_seed_and_names_a_plumbing_prof
     }
     doc = res.build_document(records, run=RUN, manifest=manifest)
     lines = summary_lines(doc)
-    assert [line[8:].split("  ")[0].strip() for line in lines[:3]] == [
+    assert [line[11:].split("  ")[0].strip() for line in lines[:3]] == [
         "m (seed 0)",
         "m (seed 1)",
         "other",
@@ -1215,3 +1215,15 @@ def test_the_auto_autoattack_of_two_classes_is_the_one_the_adapter_runs() -> Non
     from pytest_robust.report.setup import AUTO_TWO_CLASSES
 
     assert auto_attacks(2) == AUTO_TWO_CLASSES
+
+
+def test_terminal_line_of_a_degenerate_model_says_so() -> None:
+    """A model that answers one class for everything: DEGENERATE with why, never PASS."""
+    from pytest_robust.report.terminal import summary_lines
+
+    result = _per_sample("pgd", [True, True, False, False])
+    result["evaluation"]["clean_pred"] = [1, 1, 1, 1]
+    doc = res.build_document([res.TestRecord(nodeid="t", results=[result])], run=RUN, manifest=MANIFEST)
+    line = summary_lines(doc)[0]
+    assert line.startswith("DEGENERATE m ")
+    assert "  degenerate: " in line

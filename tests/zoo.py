@@ -129,3 +129,23 @@ class ReversedGradient(Wrapper):
 
 
 ZOO["reversed-gradient"] = ReversedGradient
+
+
+class OneClass(Wrapper):
+    """The base's logits plus a fixed margin for one class: the same answer for every input.
+
+    Not in :data:`ZOO`: the soundness checks rightly pass it (its gradient is the base's, its logits
+    are logits); its flaw is that it is degenerate (:mod:`pytest_robust.degeneracy`): its robust
+    accuracy is the share of that class in the data, whatever the attack.
+    """
+
+    def __init__(self, base: nn.Module, label: int = 1, margin: float = 3.0) -> None:
+        super().__init__(base)
+        self.label = label
+        self.margin = margin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.base(x)
+        bias = torch.zeros(logits.shape[1], dtype=logits.dtype, device=logits.device)
+        bias[self.label] = self.margin
+        return logits + bias

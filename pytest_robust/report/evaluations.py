@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 #: Test outcomes from least to most severe: a row's ``test_outcome`` is the most severe of its tests'.
 OUTCOME_SEVERITY: Final = ("passed", "skipped", "xfailed", "xpassed", "failed", "error")
 #: The ``verdict`` column's values (see :func:`evaluation_verdict`).
-VERDICTS: Final = ("UNSOUND", "FAIL", "SKIPPED", "PASS", "XFAIL")
+VERDICTS: Final = ("UNSOUND", "DEGENERATE", "FAIL", "SKIPPED", "PASS", "XFAIL")
 #: The run's identity, on every row.
 RUN_COLUMNS: Final = ("run_id", "profile", "commit", "git_dirty")
 #: The columns before the evaluation's own: which evaluation, the document rows, tests and verdict.
@@ -75,11 +75,15 @@ def worst_outcome(outcomes: Iterable[str]) -> str:
     return max(outcomes, key=lambda o: rank.get(o, len(rank)), default="")
 
 
-def evaluation_verdict(outcomes: list[str], *, sound: bool, gates_passed: bool) -> str:
+def evaluation_verdict(
+    outcomes: list[str], *, sound: bool, gates_passed: bool, degenerate: bool = False
+) -> str:
     """What one evaluation's row means, from the outcomes of the tests that used it and its gates:
 
     - ``UNSOUND``: it failed a soundness check, whatever its gates and tests decided (also when a
       gate passed under ``soundness=warn``): an unsound number is worse than no number;
+    - ``DEGENERATE``: the model (almost) never predicts a class of the data
+      (:mod:`pytest_robust.degeneracy`): its accuracies measure the class balance;
     - ``FAIL``: some test that used it failed or errored (whatever its gates decided);
     - ``SKIPPED``: every test that used it was skipped;
     - ``PASS``: every gate on it passed and some test that used it passed (or passed unexpectedly);
@@ -88,6 +92,8 @@ def evaluation_verdict(outcomes: list[str], *, sound: bool, gates_passed: bool) 
     """
     if not sound:
         return "UNSOUND"
+    if degenerate:
+        return "DEGENERATE"
     if any(o not in ("passed", "skipped", "xfailed", "xpassed") for o in outcomes):
         return "FAIL"
     if all(o == "skipped" for o in outcomes):
@@ -172,7 +178,10 @@ def evaluation_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
             "test_outcomes": _JOIN.join(tests.values()),
             "test_outcome": worst_outcome(tests.values()),
             "verdict": evaluation_verdict(
-                list(tests.values()), sound=gates["sound"], gates_passed=gates["gate_passed"]
+                list(tests.values()),
+                sound=gates["sound"],
+                gates_passed=gates["gate_passed"],
+                degenerate=any(bool(r.get("degenerate")) for r in rows),
             ),
         }
         for key, value in rows[0].items():

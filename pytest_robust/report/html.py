@@ -10,6 +10,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from pytest_robust.degeneracy import RULE as DEGENERACY_RULE
 from pytest_robust.policies import compares_with_baseline, relation
 from pytest_robust.report import figures, fmt
 from pytest_robust.report import results as res
@@ -125,6 +126,7 @@ def _soundness(document: dict[str, Any]) -> dict[str, Any]:
                 "row": row,
                 "label": sound["label"],
                 "sound": sound["sound"],
+                "degenerate": sound["degenerate"],
                 "policy": sound["soundness"],
                 "checks": checks,
                 "cells": cells,
@@ -198,6 +200,7 @@ def _gates(document: dict[str, Any]) -> dict[str, Any]:
                 "row": row,
                 "label": res.soundness_of(detail)["label"],
                 "sound": bool(row.get("sound", True)),
+                "degenerate": bool(row.get("degenerate")),
                 "requirements": parts,
                 "flip_label": _flip_label(ev),
                 "used": used if stopped and not shown else None,
@@ -279,7 +282,8 @@ def render_report(document: dict[str, Any]) -> str:
     tests = document["tests"]
     bad = [t for t in tests if t["outcome"] in ("failed", "error")]
     expected = [t for t in tests if t["outcome"] in ("xfailed", "xpassed")]
-    findings = [(t["nodeid"], f) for t in tests for f in t["findings"]]
+    # a finding measured on a degenerate model never shows as holding (res.finding_holds)
+    findings = [(t["nodeid"], {**f, "holds": res.finding_holds(f)}) for t in tests for f in t["findings"]]
     study = document.get("seed_study")
     context = {
         "study": study,
@@ -310,6 +314,7 @@ def render_report(document: dict[str, Any]) -> str:
         "gates": _gates(document),
         "baseline": _newly_broken(document),
         "check_names": res.CHECK_NAMES,
+        "degeneracy_rule": DEGENERACY_RULE,
         # sections from plugins (pytest_robust_report_sections): plain strings, escaped like the rest
         "sections": document.get("sections", []),
     }

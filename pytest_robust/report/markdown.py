@@ -44,8 +44,10 @@ def table(document: dict[str, Any]) -> str:
     """One line per model: this run's value, then the study's in parentheses.
 
     A value whose evaluation failed a soundness check is marked **UNSOUND**; every unsound
-    evaluation (at any eps) is listed under the table with its failed checks. A plumbing-check
-    profile (``smoke``) says so above the table; this run's setup next to the study's follows it.
+    evaluation (at any eps) is listed under the table with its failed checks. A degenerate model
+    (:mod:`pytest_robust.degeneracy`) is marked **DEGENERATE** and listed under the table with why. A
+    plumbing-check profile (``smoke``) says so above the table; this run's setup next to the study's
+    follows it.
     """
     rows = res.model_table(document)
     if not rows:
@@ -76,7 +78,8 @@ def table(document: dict[str, Any]) -> str:
             else:
                 value = _cell(value, ref, a, fmt.pct)
             cells.append(value + (_attack_clinical(attacks[a]) if a in attacks else ""))
-        lines.append("| " + " | ".join([t["model"], *cells]) + " |")
+        model = f"{t['model']} **DEGENERATE**" if t.get("degenerate") else t["model"]
+        lines.append("| " + " | ".join([model, *cells]) + " |")
     eps = rows[0]["eps"]
     note = (
         f"\nAccuracy in %, Linf eps {format_eps(eps) if eps else fmt.MISSING}, n = {rows[0]['n']} per model; "
@@ -109,6 +112,14 @@ def table(document: dict[str, Any]) -> str:
             "\n**UNSOUND**: a soundness check failed, so the measured accuracy is not evidence:\n\n"
             + "\n".join(unsound)
             + "\n"
+        )
+    degenerate = [
+        f"- **DEGENERATE**: {t['model']}: {t['degenerate_reason']}" for t in rows if t.get("degenerate")
+    ]
+    if degenerate:
+        note += (
+            "\n**DEGENERATE**: the model (almost) never predicts a class of the data, so its accuracies "
+            "measure the class balance, not robustness:\n\n" + "\n".join(degenerate) + "\n"
         )
     return plumbing_line(document) + head + "\n".join(lines) + "\n" + note + setup_table(document)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pytest_robust import soundness
+from pytest_robust.degeneracy import degeneracy_of
 from pytest_robust.policies import compares_with_baseline, relation
 from pytest_robust.schema import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 from pytest_robust.threat import format_eps
@@ -110,21 +111,38 @@ def soundness_of(result: dict[str, Any]) -> dict[str, Any]:
     sound = bool(vd.get("sound", ev.get("sound", not failed)))
     passed = bool(vd["passed"])
     status = str(vd.get("status") or ("unsound" if not sound else "pass" if passed else "fail"))
+    policy = str(vd.get("soundness") or "")
+    # the verdict says whether the gate judged the model degenerate; a result recorded before the
+    # rule existed is judged here from its labels and clean predictions
+    degenerate = bool(vd["degenerate"] if "degenerate" in vd else degeneracy_of(ev)["degenerate"])
     return {
         "status": status,
         "sound": sound,
-        "soundness": str(vd.get("soundness") or ""),
+        "soundness": policy,
         "failed_checks": failed,
         "checks": checks,
-        "label": verdict_label(passed=passed, sound=sound),
+        "degenerate": degenerate,
+        "label": verdict_label(passed=passed, sound=sound, degenerate=degenerate, soundness=policy),
     }
 
 
-def verdict_label(*, passed: bool, sound: bool) -> str:
-    """PASS, FAIL, UNSOUND, or UNSOUND (passed: soundness=warn): :meth:`pytest_robust.gate.Verdict.label`."""
+def verdict_label(*, passed: bool, sound: bool, degenerate: bool = False, soundness: str = "warn") -> str:
+    """PASS, FAIL, UNSOUND, DEGENERATE, or either of the last two with "(passed: soundness=warn)":
+    :meth:`pytest_robust.gate.Verdict.label`. A degenerate model's gate recorded as passed under
+    another policy (a result recorded before the rule existed) is "DEGENERATE (passed)"."""
     if not sound:
         return "UNSOUND (passed: soundness=warn)" if passed else "UNSOUND"
+    if degenerate:
+        if not passed:
+            return "DEGENERATE"
+        return "DEGENERATE (passed: soundness=warn)" if soundness == "warn" else "DEGENERATE (passed)"
     return "PASS" if passed else "FAIL"
+
+
+def finding_holds(finding: dict[str, Any]) -> bool:
+    """Whether a recorded finding holds: its ``holds``, and never when it was measured on a
+    degenerate model (``degenerate``, set by ``record_finding(results=...)``)."""
+    return bool(finding.get("holds")) and not finding.get("degenerate")
 
 
 def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +154,7 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
     eps = float(ev["threat"]["eps"])
     attack = ev["attack"]["name"] if eps > 0 else "none"
     sound = soundness_of(result)
+    degenerate = degeneracy_of(ev)
     return {
         "row": row_id,
         "nodeid": record.nodeid,
@@ -167,6 +186,9 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
         "soundness": sound["soundness"],
         "failed_checks": ";".join(sound["failed_checks"]),
         **{f"check_{name}": check_status(sound["checks"], name) for name in CHECK_NAMES},
+        "degenerate": bool(degenerate["degenerate"]),
+        "degenerate_reason": str(degenerate.get("reason") or ""),
+        "min_class_recall": degenerate.get("min_recall"),
         **clinical_columns(ev),
         **baseline_columns(vd),
         "requirements": requirements(vd),
@@ -290,6 +312,7 @@ def build_document(
             "results": len(rows),
             "synthetic_data": any(r["data_synthetic"] for r in rows),
             "unsound": sum(not r["sound"] for r in rows),
+            "degenerate": sum(bool(r["degenerate"]) for r in rows),
         },
         "tests": tests,
         "rows": rows,
@@ -356,6 +379,7 @@ def model_table(document: dict[str, Any], rows: list[dict[str, Any]] | None = No
     for model in models_in_order(rows):
         mine = [r for r in rows if r["model"] == model]
         clean = next((r for r in mine if r["eps"] == 0), mine[0])
+        degenerate = next((r for r in mine if r.get("degenerate")), None)
         entry: dict[str, Any] = {
             "model": model,
             "arch": clean["arch"],
@@ -369,6 +393,10 @@ def model_table(document: dict[str, Any], rows: list[dict[str, Any]] | None = No
             "positive_class": clean.get("positive_class"),
             # an attacked row stands in for a missing clean one: its soundness is the attack's
             "clean_sound": _sound(clean) if clean["eps"] == 0 else True,
+            # the model almost never predicts some class (any of its rows: they share clean predictions
+            # on the same data); its accuracies measure the class balance, not robustness
+            "degenerate": degenerate is not None,
+            "degenerate_reason": degenerate["degenerate_reason"] if degenerate is not None else "",
             "eps": eps,
             "attacks": {},
         }
@@ -505,7 +533,7 @@ def seed_study(document: dict[str, Any]) -> dict[str, Any] | None:
                 continue
             key = (str(f["name"]), str(f["claim"]))
             entry = findings.setdefault(key, {"name": f["name"], "claim": f["claim"], "per_seed": {}})
-            entry["per_seed"][str(f["seed"])] = {"holds": bool(f["holds"]), "measured": f["measured"]}
+            entry["per_seed"][str(f["seed"])] = {"holds": finding_holds(f), "measured": f["measured"]}
     for entry in findings.values():
         held = [s for s in seeds if entry["per_seed"].get(str(s), {}).get("holds")]
         entry["seeds_holding"] = len(held)

@@ -8,6 +8,7 @@ the tests' outcomes. The per-evaluation details are the report's (``--robust-rep
 The verdict of a model comes from the tests that recorded its results, never from a gate alone:
 
 ``UNSOUND``   a soundness check failed on one of its evaluations: the numbers are not evidence
+``DEGENERATE`` it (almost) never predicts a class of the data: its accuracies measure the balance
 ``FAIL``      a test that used the model failed or errored (whatever its gates said)
 ``PASS``      some test that used it passed (gates included)
 ``XFAIL``     only expected failures used it
@@ -27,7 +28,7 @@ from pytest_robust.report import results as res
 from pytest_robust.threat import format_eps
 
 #: the verdicts of a model line, worst first (see the module's docstring)
-VERDICTS: Final = ("UNSOUND", "FAIL", "PASS", "XFAIL", "SKIPPED")
+VERDICTS: Final = ("UNSOUND", "DEGENERATE", "FAIL", "PASS", "XFAIL", "SKIPPED")
 _ATTACK_NAMES: Final = {"fgsm": "FGSM", "pgd": "PGD", "autoattack": "AA"}
 
 
@@ -48,6 +49,8 @@ class ModelLine:
     n: int
     outcomes: dict[str, int]
     unsound_checks: tuple[str, ...]
+    #: why the model is degenerate (:mod:`pytest_robust.degeneracy`); None when it is not
+    degenerate: str | None = None
     #: the samples a gate asked for when the data held fewer (all of them were evaluated)
     requested: int | None = None
     #: the comparisons with the baseline (``--robust-baseline``): the worst difference, newly broken
@@ -65,10 +68,12 @@ def _test_outcomes(rows: list[dict[str, Any]]) -> dict[str, int]:
     return {o: counts[o] for o in res.OUTCOMES if counts.get(o)}
 
 
-def _verdict(outcomes: dict[str, int], unsound: bool) -> str:
+def _verdict(outcomes: dict[str, int], unsound: bool, degenerate: bool = False) -> str:
     """The worst first, as results.csv's verdict (:mod:`pytest_robust.report.evaluations`)."""
     if unsound:
         return "UNSOUND"
+    if degenerate:
+        return "DEGENERATE"
     if outcomes.get("failed") or outcomes.get("error"):
         return "FAIL"
     if outcomes.get("passed") or outcomes.get("xpassed"):
@@ -151,6 +156,9 @@ def model_lines(document: dict[str, Any]) -> list[ModelLine]:
                 )
             )
             outcomes = _test_outcomes(group)
+            degenerate = next(
+                (str(r.get("degenerate_reason") or "") for r in group if r.get("degenerate")), None
+            )
             compared = [r for r in group if r.get("vs_baseline") is not None]
             baseline = (
                 {
@@ -166,7 +174,7 @@ def model_lines(document: dict[str, Any]) -> list[ModelLine]:
                 ModelLine(
                     model=model,
                     seed=seed,
-                    verdict=_verdict(outcomes, bool(unsound)),
+                    verdict=_verdict(outcomes, bool(unsound), degenerate is not None),
                     clean_acc=clean["clean_acc"],
                     robust_acc=acc,
                     interval=interval,
@@ -178,6 +186,7 @@ def model_lines(document: dict[str, Any]) -> list[ModelLine]:
                     unsound_checks=unsound,
                     baseline=baseline,
                     requested=clean.get("samples_requested"),
+                    degenerate=degenerate,
                 )
             )
     return lines
@@ -203,6 +212,8 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
             robust, sens = "robust -  (no attack at the table's eps)", ""
         tests = ", ".join(f"{k} {o}" for o, k in m.outcomes.items())
         unsound = f"  unsound: {', '.join(m.unsound_checks)}" if m.unsound_checks else ""
+        if m.degenerate is not None:
+            unsound += f"  degenerate: {m.degenerate}"
         base = ""
         if m.baseline is not None:
             b = m.baseline
@@ -213,7 +224,7 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
             )
         asked = f" (all; {m.requested} requested)" if m.requested else ""
         out.append(
-            f"{m.verdict:<7} {m.label:<{width}}  clean {fmt.num(m.clean_acc, missing='-')}  {robust}{sens}"
+            f"{m.verdict:<10} {m.label:<{width}}  clean {fmt.num(m.clean_acc, missing='-')}  {robust}{sens}"
             f"  n={m.n}{asked}{base}  tests: {tests}{unsound}"
         )
     profile = (document.get("manifest") or {}).get("profile") or {}
