@@ -31,7 +31,7 @@ from pytest_robust.architectures import REFERENCE_ARCHITECTURES
 from pytest_robust.evaluate import worst_case
 from pytest_robust.gate import RobustnessFailure
 from pytest_robust.policies import LowerConfidenceBound, PointEstimate
-from pytest_robust.soundness import attack_order, eps_monotonicity
+from pytest_robust.soundness import SoundnessConfig, attack_order, eps_monotonicity
 from pytest_robust.threat import format_eps
 
 #: The study's evaluation budget (Linf).
@@ -69,6 +69,11 @@ class Thresholds:
     #: the profile's plumbing-check notice (``smoke``): every check that fails is an expected failure
     #: saying so, because the profile's numbers measure nothing (see ``Profile.plumbing``)
     plumbing: str | None = None
+    #: the soundness checks' probe sizes for this profile's evaluations (None: the gate's defaults);
+    #: every check still runs, on fewer samples and queries
+    checks: SoundnessConfig | None = None
+    #: the eps of the robustness curve (PGD at each): at least two, one of them :data:`EPS`
+    eps_curve: tuple[float, ...] = EPS_CURVE
 
     def require_findings(self) -> None:
         if not self.check_findings:
@@ -167,6 +172,11 @@ THRESHOLDS: dict[str, Thresholds] = {
         why="smoke profile: a plumbing check, models barely trained (1 epoch on 64 images); use "
         "--robust-profile ci",
         check_findings=False,
+        # a plumbing check in under two minutes cold on 2 cores: every soundness check runs, on half
+        # the probes (the checks cost more than the 5-step attacks themselves)
+        checks=SoundnessConfig(probe_samples=16, attack_samples=8, unbounded_samples=4, black_box_queries=10),
+        # and a two-point curve (its monotonicity check still runs)
+        eps_curve=(EPS, 8 / 255),
     ),
 }
 
@@ -203,7 +213,7 @@ def thresholds(pytestconfig: pytest.Config) -> Thresholds:
 
 
 @pytest.fixture
-def measure(assert_robust, checkpoint, checkpoint_record, pgd, aa, fgsm):  # type: ignore[no-untyped-def]
+def measure(assert_robust, checkpoint, checkpoint_record, pgd, aa, fgsm, thresholds):  # type: ignore[no-untyped-def]
     """``measure(arch, recipe, attack, eps=EPS, min_acc=0)`` → the recorded RobustResult.
 
     An evaluation already made in this process (same weights, data, attack, eps, seed) is reused,
@@ -235,6 +245,7 @@ def measure(assert_robust, checkpoint, checkpoint_record, pgd, aa, fgsm):  # typ
             context=context,
             examples=GALLERY if attack != "none" else 0,
             soundness=soundness,
+            checks=thresholds.checks,
             # the study reports point estimates on every sample; pinned, so that --robust-policy
             # (e.g. sequential, which stops early) never changes the reproduced numbers
             policy=policy or PointEstimate(),
@@ -296,8 +307,9 @@ def test_autoattack_is_at_least_as_strong_as_pgd(measure, thresholds, arch: str,
 
 @pytest.mark.parametrize(("arch", "recipe"), MODELS)
 def test_robust_accuracy_falls_with_eps(measure, thresholds, arch: str, recipe: str) -> None:  # type: ignore[no-untyped-def]
-    """The robustness curve (PGD at each eps of EPS_CURVE); a curve that rises is a soundness failure."""
-    curve = [measure(arch, recipe, "pgd", eps=eps).evaluation for eps in EPS_CURVE]
+    """The robustness curve (PGD at each eps of the profile's curve, EPS_CURVE but in ``smoke``); a curve
+    that rises is a soundness failure."""
+    curve = [measure(arch, recipe, "pgd", eps=eps).evaluation for eps in thresholds.eps_curve]
     check = eps_monotonicity(curve, slack=thresholds.monotone_slack)
     thresholds.check(f"monotone:{arch}-{recipe}", not check.failed, f"{label(arch, recipe)}: {check.summary}")
 
@@ -324,7 +336,7 @@ def test_worst_case(measure, assert_robust, checkpoint, arch: str, recipe: str, 
 def test_evaluations_are_sound(measure, thresholds, arch: str, recipe: str) -> None:  # type: ignore[no-untyped-def]
     """Every evaluation of the model passes every soundness check (or the check is known to be right)."""
     results = [measure(arch, recipe, a) for a in ("fgsm", "pgd", "autoattack")]
-    results += [measure(arch, recipe, "pgd", eps=eps) for eps in EPS_CURVE if eps != EPS]
+    results += [measure(arch, recipe, "pgd", eps=eps) for eps in thresholds.eps_curve if eps != EPS]
     failed = [
         f"{r.evaluation.attack['name']} at {format_eps(r.threat.eps)}: {c.name} ({c.summary})"
         for r in results

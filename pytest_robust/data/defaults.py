@@ -40,10 +40,12 @@ class SyntheticSizes:
 
 _SIZES = SyntheticSizes(train=2048, benchmark_train=1024, test=660)
 
-#: The synthetic set's sizes per profile (the same for every profile today; the attack budgets and
-#: ``n`` are what the profiles scale).
+#: The synthetic set's sizes per profile. ``smoke`` (a plumbing check in under two minutes cold)
+#: trains the default models (the quick-start CNN: 8 epochs, PGD-AT with 5 steps) on 512 images:
+#: measured (seed 0, n=32) 0.906 clean, 0.844 under PGD and AutoAttack at 4/255 for the PGD-AT
+#: model, in a third of the time of 2048.
 SYNTHETIC_SIZES: Final[Mapping[str, SyntheticSizes]] = MappingProxyType(
-    {"smoke": _SIZES, "ci": _SIZES, "paper": _SIZES}
+    {"smoke": SyntheticSizes(train=512, benchmark_train=1024, test=660), "ci": _SIZES, "paper": _SIZES}
 )
 
 Split = Literal["train", "test"]
