@@ -260,6 +260,13 @@ class RobustResult:
                 "preprocessing; a robust accuracy of such a model is not evidence of robustness. "
                 "soundness=warn lets the gate pass, marked DEGENERATE",
             ]
+            if len(deg.missed) == len(deg.classes) > 1 and not deg.one_answer:
+                lines.append(
+                    "    note         every class is missed while the model predicts several: its outputs "
+                    "are probably in another class order than the data's labels"
+                )
+            if vd.requirement_passed is False:  # the numbers fail the requirement as well: what to do
+                lines.append(self._fix_hint())
         if vd.sound and not vd.passed and not vd.degenerate:
             vs_baseline = any(not p.passed and compares_with_baseline(p.details) for p in vd.parts)
             if vs_baseline:
@@ -609,5 +616,11 @@ def judge(verdict: Verdict, evaluation: EvalResult, mode: str) -> Verdict:
     degenerate = evaluation.degeneracy.degenerate
     passed = verdict.passed and ((sound and not degenerate) or mode == "warn")
     return replace(
-        verdict, passed=passed, sound=sound, soundness=mode, failed_checks=failed, degenerate=degenerate
+        verdict,
+        passed=passed,
+        sound=sound,
+        soundness=mode,
+        failed_checks=failed,
+        degenerate=degenerate,
+        requirement_passed=verdict.passed,
     )

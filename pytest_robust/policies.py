@@ -43,6 +43,9 @@ class Verdict:
     #: the model is degenerate (it almost never predicts some class of the data:
     #: :mod:`pytest_robust.degeneracy`); judged with the soundness policy: ``strict`` fails the gate
     degenerate: bool = False
+    #: the policy's own decision on the numbers, before the soundness policy judged it (None: not
+    #: judged); kept for the failure message, not recorded
+    requirement_passed: bool | None = field(default=None, compare=False)
     #: every requirement of the gate decided on its own (robust accuracy, clinical numbers, the
     #: baseline comparison); empty for a single-requirement verdict. ``passed`` is their conjunction.
     parts: tuple[Verdict, ...] = ()

@@ -182,6 +182,9 @@ def test_a_model_with_the_classes_swapped_fails_with_advice_that_fits(project: p
         "0 benign, 1 malignant), the input shape (3x32x32)"
     ) in clean
     assert "adversarial" not in clean
+    # both classes missed while both are predicted: DEGENERATE, and the likely cause named
+    assert "robustness gate DEGENERATE" in clean
+    assert "probably in another class order than the data's labels" in clean
     robust = output.split("___ test_robust_accuracy ___", 1)[1]
     assert (
         "E     to fix: clean accuracy 0.000 is already below the required 0.700, and robust accuracy "
