@@ -36,3 +36,25 @@ def test_thresholds_are_fractions() -> None:
         assert 0 <= t.convnext_gate <= 1
         assert 0 <= t.attack_order_slack < 0.5
         assert 0 <= t.monotone_slack < 0.5
+
+
+def test_only_the_plumbing_profile_turns_failed_checks_into_expected_failures() -> None:
+    """``smoke`` is a plumbing check (its config says why): a failed check is an expected failure
+    naming that notice; under ``ci`` and ``paper`` the same failure fails the test."""
+    from dataclasses import replace
+
+    assert PROFILES["smoke"].plumbing
+    assert PROFILES["ci"].plumbing is None
+    assert PROFILES["paper"].plumbing is None
+    smoke = replace(suite.THRESHOLDS["smoke"], plumbing=PROFILES["smoke"].plumbing)
+    with pytest.raises(pytest.xfail.Exception, match="plumbing check, not a measurement"):
+        smoke.check("monotone:resnet50-standard", False, "robust accuracy rises with eps")
+    smoke.check("monotone:resnet50-standard", True, "holds")  # a check that holds passes
+    with pytest.raises(pytest.fail.Exception, match="robust accuracy rises with eps"):
+        suite.THRESHOLDS["ci"].check("monotone:resnet50-standard", False, "robust accuracy rises with eps")
+
+
+def test_the_smoke_curve_keeps_the_table_eps() -> None:
+    for t in suite.THRESHOLDS.values():
+        assert suite.EPS in t.eps_curve
+        assert len(t.eps_curve) >= 2
