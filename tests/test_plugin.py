@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -240,6 +241,28 @@ def test_plugin_import_does_not_import_torch() -> None:
     code = "import sys, pytest_robust.plugin, pytest_robust; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_report_never_imports_the_plugin() -> None:
+    """One direction of imports: the report's modules (the collector included) use the leaf module
+    ``keys`` and a frozen ``RunContext``, never ``pytest_robust.plugin`` - not even inside a function
+    (the old circle plugin -> report/collector -> plugin, report/build -> plugin)."""
+    import ast
+
+    import pytest_robust.report as report
+
+    offenders = []
+    for path in sorted(Path(report.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path.name}:{node.lineno}" for n in names if n == "pytest_robust.plugin"]
+    assert offenders == []
 
 
 def test_entry_point_loads_in_a_subprocess(pytester: pytest.Pytester) -> None:
