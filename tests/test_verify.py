@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pytest_robust.config import PROFILES
 from pytest_robust.errors import RobustConfigError
 from pytest_robust.evidence import check_sums, export, sums_text, unpack
 from pytest_robust.verify import (
@@ -290,7 +291,7 @@ def test_a_run_folder_holds_its_evidence(recorded: Path) -> None:
     assert len(ckpt["weights_sha256"]) == 64
     config = json.loads((recorded / "config.json").read_text())
     assert config["options"]["robust_profile"] == "smoke"
-    assert config["config"]["n"] == 64
+    assert config["config"]["n"] == PROFILES["smoke"].n_eval == 32
 
 
 @pytest.mark.slow
