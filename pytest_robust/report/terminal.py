@@ -25,10 +25,9 @@ from typing import Any, Final
 
 from pytest_robust.report import fmt
 from pytest_robust.report import results as res
+from pytest_robust.report.evaluations import evaluation_verdict
 from pytest_robust.threat import format_eps
 
-#: the verdicts of a model line, worst first (see the module's docstring)
-VERDICTS: Final = ("UNSOUND", "DEGENERATE", "FAIL", "PASS", "XFAIL", "SKIPPED")
 _ATTACK_NAMES: Final = {"fgsm": "FGSM", "pgd": "PGD", "autoattack": "AA"}
 
 
@@ -66,21 +65,6 @@ def _test_outcomes(rows: list[dict[str, Any]]) -> dict[str, int]:
     by_test = {r["nodeid"]: r["test_outcome"] for r in rows}
     counts = Counter(by_test.values())
     return {o: counts[o] for o in res.OUTCOMES if counts.get(o)}
-
-
-def _verdict(outcomes: dict[str, int], unsound: bool, degenerate: bool = False) -> str:
-    """The worst first, as results.csv's verdict (:mod:`pytest_robust.report.evaluations`)."""
-    if unsound:
-        return "UNSOUND"
-    if degenerate:
-        return "DEGENERATE"
-    if outcomes.get("failed") or outcomes.get("error"):
-        return "FAIL"
-    if outcomes.get("passed") or outcomes.get("xpassed"):
-        return "PASS"
-    if outcomes.get("xfailed"):
-        return "XFAIL"
-    return "SKIPPED"
 
 
 def _worst_case(
@@ -174,7 +158,14 @@ def model_lines(document: dict[str, Any]) -> list[ModelLine]:
                 ModelLine(
                     model=model,
                     seed=seed,
-                    verdict=_verdict(outcomes, bool(unsound), degenerate is not None),
+                    # results.csv's rule over the tests that used the model; its gates do not decide
+                    # (a failed gate in a passing test was caught by that test)
+                    verdict=evaluation_verdict(
+                        [o for o, k in outcomes.items() for _ in range(k)],
+                        sound=not unsound,
+                        gates_passed=True,
+                        degenerate=degenerate is not None,
+                    ),
                     clean_acc=clean["clean_acc"],
                     robust_acc=acc,
                     interval=interval,
