@@ -11,7 +11,7 @@ from fixtures.isic import load_split
 from pytest_robust.architectures import REFERENCE_ARCHITECTURES
 from pytest_robust.attacks import PGD
 from pytest_robust.attacks.base import input_gradient
-from pytest_robust.attacks.gradient import _ascent_direction, _random_start
+from pytest_robust.attacks.gradient import ascent_direction, random_start_point
 from pytest_robust.checkpoints import build_checkpoint
 from pytest_robust.config import PROFILES, RobustConfig
 from pytest_robust.evaluate import evaluate
@@ -34,10 +34,10 @@ class LastIterate:
         return "PGD-20 last iterate"
 
     def perturb(self, model, x, y, threat, *, generator):
-        x_adv = _random_start(x, threat, generator)
+        x_adv = random_start_point(x, threat, generator)
         for _ in range(self.steps):
             g, _ = input_gradient(model, x_adv, y)
-            x_adv = project(x_adv + threat.eps / 2 * _ascent_direction(g, threat.norm), x, threat)
+            x_adv = project(x_adv + threat.eps / 2 * ascent_direction(g, threat.norm), x, threat)
         return x_adv
 
 

@@ -223,6 +223,8 @@ def gradient_losses(config: dict[str, Any]) -> set[str]:
         return out
     if name in ("fgsm", "pgd"):
         return {str(config.get("loss", "ce"))}
+    if name == "apgd":  # DLR is, like the margin, a logit difference immune to saturation
+        return {"margin" if config.get("loss") == "dlr" else str(config.get("loss", "ce"))}
     if name == "autoattack":
         attacks = config.get("attacks")
         gradient = {

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from pytest_robust.attacks import FGSM, PGD, coerce_attack, make_attack
+from pytest_robust.attacks import APGD, FGSM, PGD, coerce_attack, make_attack
 from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.errors import PerturbationError, RobustConfigError
 from pytest_robust.evaluate import evaluate
@@ -16,7 +16,15 @@ from pytest_robust.perturbation import check_perturbation, lp_norms
 from pytest_robust.threat import Norm, ThreatModel
 from pytest_robust.training import seeded
 
-ATTACKS = [FGSM(), PGD(steps=3), PGD(steps=2, restarts=2), PGD(steps=2, random_start=False)]
+ATTACKS = [
+    FGSM(),
+    PGD(steps=3),
+    PGD(steps=2, restarts=2),
+    PGD(steps=2, random_start=False),
+    PGD(steps=3, early_exit=False),
+    APGD(steps=4),
+    APGD(steps=3, restarts=2, loss="margin", early_exit=False),
+]
 
 
 def _random_case(seed: int, size: int, classes: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -40,7 +48,7 @@ def _random_case(seed: int, size: int, classes: int) -> tuple[nn.Module, torch.T
     attack=st.sampled_from(ATTACKS),
 )
 def test_attack_output_stays_in_ball_and_box(
-    seed: int, size: int, classes: int, norm: Norm, eps: float, attack: FGSM | PGD
+    seed: int, size: int, classes: int, norm: Norm, eps: float, attack: FGSM | PGD | APGD
 ) -> None:
     model, x, y = _random_case(seed, size, classes)
     threat = ThreatModel(norm=norm, eps=eps)
@@ -54,7 +62,7 @@ def test_attack_output_stays_in_ball_and_box(
 
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**16), attack=st.sampled_from(ATTACKS))
-def test_attacks_are_deterministic_for_a_seed(seed: int, attack: FGSM | PGD) -> None:
+def test_attacks_are_deterministic_for_a_seed(seed: int, attack: FGSM | PGD | APGD) -> None:
     model, x, y = _random_case(seed, 8, 2)
     threat = ThreatModel(norm=Norm.LINF, eps=8 / 255)
     a = attack.perturb(model, x, y, threat, generator=torch.Generator().manual_seed(seed))

@@ -274,11 +274,15 @@ def test_config_and_describe() -> None:
         "square_queries": 5000,
         "fab_restarts": 1,
         "batch_size": 500,
+        "early_exit": True,
     }
     assert auto.describe().startswith("AutoAttack(auto: APGD-CE+Square for 2 classes")
     explicit = AutoAttack(attacks=("apgd-ce", "square"))
     assert explicit.config()["attacks"] == ["apgd-ce", "square"]
-    assert explicit.describe() == "AutoAttack(APGD-CE 100 steps x1 restart + Square 5000 queries)"
+    assert explicit.describe() == "AutoAttack(APGD-CE 100 steps x1 restart, early exit + Square 5000 queries)"
+    library = AutoAttack(attacks=("apgd-ce", "square"), early_exit=False)
+    assert library.describe() == "AutoAttack(APGD-CE 100 steps x1 restart + Square 5000 queries)"
+    assert library.config()["early_exit"] is False
 
 
 def test_model_without_class_axis(binary: Data) -> None:
@@ -294,28 +298,63 @@ def test_model_without_class_axis(binary: Data) -> None:
 # ---------------------------------------------------------------- backends (fake modules)
 
 
+class FakeSubAttack:
+    """One of the library's sub-attack objects: records its calls and misbehaves like the real ones."""
+
+    def __init__(self, owner: FakeAutoAttackBase, kind: str, **budget: Any) -> None:
+        self.owner, self.kind = owner, kind
+        self.__dict__.update(budget)
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.owner.calls.append({"perturb": self.kind, "n": x.shape[0], "adversary": self.owner})
+        torch.manual_seed(1234)
+        sys.settrace(None)
+        print("fake autoattack stdout")
+        print("fake autoattack stderr", file=sys.stderr)
+        warnings.warn("fake attack warning", stacklevel=1)
+        logging.getLogger("auto-attack").warning("fake logger warning")
+        return (x + 1 / 255).clamp(0, 1)
+
+
 class FakeAutoAttackBase:
-    """Stands in for the library: records calls and misbehaves the way the real one does."""
+    """Stands in for the library: records calls; its sub-attack objects misbehave as the real ones do."""
 
     calls: list[dict[str, Any]]
 
     def _init(self, model: nn.Module, kwargs: dict[str, Any]) -> None:
         self.model = model
         self.calls.append({"init": kwargs})
-        self.apgd = SimpleNamespace(n_iter=100, n_restarts=5)
-        self.apgd_targeted = SimpleNamespace(n_iter=100, n_restarts=1, n_target_classes=9)
-        self.fab = SimpleNamespace(n_restarts=5, n_target_classes=9)
-        self.square = SimpleNamespace(n_queries=5000)
+        self.apgd = FakeSubAttack(self, "apgd", n_iter=100, n_restarts=5)
+        self.apgd_targeted = FakeSubAttack(self, "apgd-t", n_iter=100, n_restarts=1, n_target_classes=9)
+        self.fab = FakeSubAttack(self, "fab", n_restarts=5, n_target_classes=9)
+        self.square = FakeSubAttack(self, "square", n_queries=5000)
 
-    def _run(self, x: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
-        self.calls.append({"run": kwargs, "adversary": self})
-        torch.manual_seed(1234)
-        sys.settrace(None)
-        print("fake autoattack stdout")
-        print("fake autoattack stderr", file=sys.stderr)
-        warnings.warn("fake check warning", stacklevel=1)
-        logging.getLogger("auto-attack").warning("fake logger warning")
-        return (x + 1 / 255).clamp(0, 1)
+    def run_standard_evaluation(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the adapter runs the sub-attack objects directly, with the checks once")
+
+
+def fake_checks(calls: list[dict[str, Any]]) -> types.ModuleType:
+    """The library's ``checks`` module: every check is recorded and warns (as with ``logger=None``)."""
+    checks = types.ModuleType("checks")
+
+    def make(name: str) -> Any:
+        def check(*args: Any, logger: Any = "missing", **kwargs: Any) -> int:
+            assert logger is None, "the adapter passes logger=None, so the library's warnings come back"
+            calls.append({"check": name, "args": args, "kwargs": kwargs})
+            warnings.warn(Warning(f"fake {name} warning"), stacklevel=1)
+            return 2
+
+        return check
+
+    for name in (
+        "check_randomized",
+        "check_range_output",
+        "check_dynamic",
+        "check_n_classes",
+        "check_square_sr",
+    ):
+        setattr(checks, name, make(name))
+    return checks
 
 
 def fake_module(name: str) -> tuple[types.ModuleType, list[dict[str, Any]]]:
@@ -350,12 +389,6 @@ def fake_module(name: str) -> tuple[types.ModuleType, list[dict[str, Any]]]:
                 },
             )
 
-        def run_standard_evaluation(
-            self, x_orig: torch.Tensor, y_orig: torch.Tensor, bs: int = 250, return_labels: bool = False
-        ) -> Any:
-            x_adv = self._run(x_orig, {"bs": bs, "return_labels": return_labels})
-            return (x_adv, y_orig) if return_labels else x_adv
-
     class PyAutoAttack(FakeAutoAttackBase):
         def __init__(
             self,
@@ -380,21 +413,11 @@ def fake_module(name: str) -> tuple[types.ModuleType, list[dict[str, Any]]]:
                 },
             )
 
-        def run_standard_evaluation(
-            self,
-            x_orig: torch.Tensor,
-            y_orig: torch.Tensor,
-            /,
-            *,
-            batch_size: int = 250,
-            state_path: Any = None,
-        ) -> Any:
-            return self._run(x_orig, {"batch_size": batch_size}), y_orig
-
     cls = Upstream if name == "autoattack" else PyAutoAttack
     cls.calls = calls
     module = types.ModuleType(name)
     module.AutoAttack = cls  # type: ignore[attr-defined]
+    module.checks = fake_checks(calls)  # type: ignore[attr-defined]
     return module, calls
 
 
@@ -420,45 +443,68 @@ def test_backend_wiring(
     _model, x, _y = binary
     attack = AutoAttack(
         backend=backend,
-        attacks=("apgd-ce", "fab-t"),
+        attacks=("apgd-ce", "fab-t", "square"),
         apgd_steps=10,
         apgd_restarts=2,
         square_queries=77,
         fab_restarts=3,
         batch_size=64,
+        early_exit=False,  # the library's APGD
     )
     state = torch.get_rng_state()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         x_adv = run(attack, binary, linf(4), seed=5)
+        calls.clear()
         outcome = attack.run(_model, x, _y, linf(4), generator=torch.Generator().manual_seed(5))
     # the library's result is returned for the samples it fooled; the others keep their input
     shifted = (x + 1 / 255).clamp(0, 1)
     with torch.no_grad():
         fooled = _model(shifted).argmax(dim=1) != _y
+    assert 0 < int(fooled.sum()) < len(x)
     assert torch.equal(x_adv[fooled], shifted[fooled])
     assert torch.equal(x_adv[~fooled], x[~fooled])
     assert outcome.broken_by == tuple("apgd-ce" if f else "" for f in fooled.tolist())
-    assert "fake logger warning" in outcome.flags  # the library's own check warnings are surfaced
-    # one library call per sub-attack, the second only on the samples the first left robust
+    # the library's own checks run once per call, before the attacks, and their warnings are flags
+    checks = [c["check"] for c in calls if "check" in c]
+    assert checks == [
+        "check_randomized",
+        "check_range_output",
+        "check_dynamic",
+        "check_n_classes",
+        "check_square_sr",
+    ]
+    n_cls_args = next(c["args"] for c in calls if c.get("check") == "check_n_classes")
+    assert n_cls_args == (2, ["apgd-ce", "fab-t", "square"], 1, 1)
+    square_sr = next(c["args"][0] for c in calls if c.get("check") == "check_square_sr")
+    robust = 1 - int(fooled.sum()) / len(x)
+    assert square_sr == {"clean": 1.0, "apgd-ce": robust, "fab-t": robust, "square": robust}
+    for text in ("fake check_randomized warning", "fake check_square_sr warning", "fake logger warning"):
+        assert text in outcome.flags  # the library's own check warnings are surfaced
+    # one sub-attack at a time, in the library's batches, each on the samples still robust
+    runs = [(c["perturb"], c["n"]) for c in calls if "perturb" in c]
+    left = len(x) - int(fooled.sum())
+    assert runs == [
+        *[("apgd", min(64, len(x) - i)) for i in range(0, len(x), 64)],
+        *[("fab", min(64, left - i)) for i in range(0, left, 64)],
+        *[("square", min(64, left - i)) for i in range(0, left, 64)],
+    ]
     inits = [c["init"] for c in calls if "init" in c]
     key = "attacks_to_run" if expect == "autoattack" else "attacks"
-    assert [i[key] for i in inits[:2]] == [["apgd-ce"], ["fab-t"]]
-    init, ran = calls[0]["init"], calls[1]["run"]
+    assert inits[0][key] == ["apgd-ce"] and inits[-1][key] == ["square"]
+    init = inits[0]
     assert (init["eps"], init["norm"], init["version"]) == (4 / 255, "Linf", "custom")
     assert init["seed"] == seed_from(torch.Generator().manual_seed(5))
     assert torch.device(init["device"]) == x.device
     if expect == "autoattack":
         assert init["verbose"] is False
-        assert ran == {"bs": 64, "return_labels": False}
-    else:
-        assert ran == {"batch_size": 64}
-    adversary = calls[1]["adversary"]
+    adversary = next(c["adversary"] for c in calls if c.get("perturb") == "fab")
     for apgd in (adversary.apgd, adversary.apgd_targeted):
         assert (apgd.n_iter, apgd.n_restarts, apgd.n_iter_2, apgd.n_iter_min) == (10, 2, 2, 1)
     assert adversary.apgd_targeted.n_target_classes == 1
     assert adversary.fab.n_target_classes == 1
-    assert (adversary.fab.n_restarts, adversary.square.n_queries) == (3, 77)
+    assert (adversary.fab.targeted, adversary.fab.n_restarts, adversary.square.n_queries) == (True, 1, 77)
+    assert adversary.fab.seed == init["seed"]
     # the caller is shielded from the fake's misbehaviour
     assert sys.gettrace() is dummy_tracer
     assert torch.equal(torch.get_rng_state(), state)
@@ -467,7 +513,7 @@ def test_backend_wiring(
     expected = (
         "fake autoattack stdout",
         "fake autoattack stderr",
-        "fake check warning",
+        "fake attack warning",
         "fake logger warning",
     )
     for text in expected:
@@ -475,13 +521,41 @@ def test_backend_wiring(
     assert logging.getLogger("auto-attack").handlers == []
 
 
+def test_early_exit_runs_apgd_natively_and_the_rest_in_the_library(
+    binary: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With early exit (the default) APGD-CE is the project's; Square still runs in the library, on
+    the samples APGD left robust; the checks run once either way."""
+    module, calls = fake_module("pyautoattack")
+    monkeypatch.setitem(sys.modules, "pyautoattack", module)
+    model, x, y = binary
+    outcome = AutoAttack(apgd_steps=10, square_queries=50).run(
+        model, x, y, linf(4), generator=torch.Generator().manual_seed(0)
+    )
+    apgd_left = [i for i, b in enumerate(outcome.broken_by) if b != "apgd-ce"]
+    assert [c["perturb"] for c in calls if "perturb" in c] == ["square"]
+    assert next(c["n"] for c in calls if "perturb" in c) == len(apgd_left)
+    assert [c["init"]["attacks"] for c in calls if "init" in c] == [["square"]]
+    assert [c["check"] for c in calls if "check" in c][:4] == [
+        "check_randomized",
+        "check_range_output",
+        "check_dynamic",
+        "check_n_classes",
+    ]
+    # without the library checks and with only native sub-attacks, the library is not even imported
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)
+    monkeypatch.setitem(sys.modules, "autoattack", None)
+    alone = AutoAttack(attacks=("apgd-ce",), apgd_steps=10, library_checks=False)
+    assert alone.run(model, x, y, linf(4), generator=torch.Generator().manual_seed(0)).broken_by
+
+
 def test_n_target_classes_follow_class_count(five_class: Data, monkeypatch: pytest.MonkeyPatch) -> None:
     module, calls = fake_module("pyautoattack")
     monkeypatch.setitem(sys.modules, "pyautoattack", module)
-    run(AutoAttack(), five_class, linf(4))
+    run(AutoAttack(early_exit=False), five_class, linf(4))
     inits = [c["init"]["attacks"] for c in calls if "init" in c]
     assert inits == [["apgd-ce"], ["apgd-t"], ["fab-t"], ["square"]][: len(inits)]
-    adversary = calls[1]["adversary"]
+    adversary = next(c["adversary"] for c in calls if "perturb" in c)
     assert adversary.apgd_targeted.n_target_classes == 4
     assert adversary.fab.n_target_classes == 4
     assert (adversary.apgd.n_iter, adversary.apgd.n_restarts, adversary.square.n_queries) == (100, 1, 5000)

@@ -288,13 +288,13 @@ def last_iterate_pgd(
 ) -> torch.Tensor:
     """The textbook PGD that returns its last iterate (what this project did before)."""
     from pytest_robust.attacks.base import input_gradient
-    from pytest_robust.attacks.gradient import _ascent_direction, _random_start
+    from pytest_robust.attacks.gradient import ascent_direction, random_start_point
     from pytest_robust.perturbation import project
 
-    x_adv = _random_start(x, threat, generator)
+    x_adv = random_start_point(x, threat, generator)
     for _ in range(steps):
         grad, _ = input_gradient(model, x_adv, y)
-        x_adv = project(x_adv + threat.eps / 2 * _ascent_direction(grad, threat.norm), x, threat)
+        x_adv = project(x_adv + threat.eps / 2 * ascent_direction(grad, threat.norm), x, threat)
     return x_adv
 
 

@@ -1,4 +1,4 @@
-"""Attacks: the :class:`Attack` protocol, FGSM, PGD and the AutoAttack adapter, and a registry.
+"""Attacks: the :class:`Attack` protocol, FGSM, PGD, APGD and the AutoAttack adapter, and a registry.
 
 The registry maps names to factories; :func:`make_attack` builds an attack from a name and budget
 keyword arguments, and rejects unknown names with the list of valid ones. The built-in names are
@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from pytest_robust.attacks.apgd import APGD
 from pytest_robust.attacks.autoattack import AutoAttack
 from pytest_robust.attacks.base import Attack, AttackOutcome, run_attack
 from pytest_robust.attacks.ensemble import Ensemble
@@ -23,6 +24,7 @@ from pytest_robust.attacks.gradient import FGSM, PGD, NoAttack
 from pytest_robust.errors import RobustConfigError
 
 __all__ = [
+    "APGD",
     "ATTACKS",
     "BUILTIN_ATTACKS",
     "FGSM",
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 BUILTIN_ATTACKS: Mapping[str, Callable[..., Attack]] = MappingProxyType(
-    {"none": NoAttack, "fgsm": FGSM, "pgd": PGD, "autoattack": AutoAttack}
+    {"none": NoAttack, "fgsm": FGSM, "pgd": PGD, "apgd": APGD, "autoattack": AutoAttack}
 )
 _REGISTRY: dict[str, Callable[..., Attack]] = dict(BUILTIN_ATTACKS)
 #: every attack name: the built-ins and those registered with :func:`register_attack` (read-only)

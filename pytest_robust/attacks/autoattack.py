@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from pytest_robust import validate
+from pytest_robust.attacks.apgd import APGD
 from pytest_robust.attacks.base import AttackOutcome, keep_fooled, seed_from
 from pytest_robust.errors import AttackUnavailableError, RobustConfigError, RobustModelError
 from pytest_robust.threat import ThreatModel
@@ -59,6 +60,9 @@ _LABEL = {
 _INSTALL_HINT = "pip install pyautoattack"
 #: Sub-attacks that use no gradient.
 BLACK_BOX = frozenset({"square"})
+#: Sub-attacks run by the project's APGD (with per-sample early exit) when ``early_exit`` is on,
+#: with the loss of the same name.
+NATIVE = {"apgd-ce": "ce", "apgd-dlr": "dlr"}
 
 
 def auto_attacks(n_classes: int) -> tuple[str, ...]:
@@ -85,6 +89,7 @@ class _Plan:
     """What one call runs: the resolved sub-attacks and library arguments."""
 
     attacks: tuple[str, ...]
+    n_classes: int
     n_target_classes: int
     norm: str
     eps: float
@@ -113,12 +118,19 @@ class AutoAttack:
     #: run the library's own checks (randomness, output range, dynamic defence) with each call;
     #: the soundness module switches them off for its internal probes, where they only cost time
     library_checks: bool = True
+    #: run APGD-CE/APGD-DLR with the project's APGD (:mod:`pytest_robust.attacks.apgd`), which stops
+    #: attacking a sample at its first fooling iterate; False: the library's APGD, every sample
+    #: taking every step (the reference implementation, bit for bit). APGD-T, FAB and Square always
+    #: run in the library (its Square already stops per sample).
+    early_exit: bool = True
 
     def __post_init__(self) -> None:
         for field in ("apgd_steps", "apgd_restarts", "square_queries", "fab_restarts", "batch_size"):
             object.__setattr__(
                 self, field, validate.positive_int(f"AutoAttack {field}", getattr(self, field))
             )
+        if not isinstance(self.early_exit, bool):
+            raise RobustConfigError(f"AutoAttack early_exit must be True or False, got {self.early_exit!r}")
         if self.backend not in BACKENDS:
             raise RobustConfigError(
                 f"unknown AutoAttack backend {self.backend!r}; valid: {', '.join(BACKENDS)}"
@@ -152,12 +164,14 @@ class AutoAttack:
             "fab_restarts": self.fab_restarts,
             "batch_size": self.batch_size,
             **({} if self.library_checks else {"library_checks": False}),
+            "early_exit": self.early_exit,
         }
 
     def _part(self, attack: str) -> str:
         if attack.startswith("apgd"):
             s = "" if self.apgd_restarts == 1 else "s"
-            return f"{_LABEL[attack]} {self.apgd_steps} steps x{self.apgd_restarts} restart{s}"
+            exit_ = ", early exit" if self.early_exit and attack in NATIVE else ""
+            return f"{_LABEL[attack]} {self.apgd_steps} steps x{self.apgd_restarts} restart{s}{exit_}"
         if attack == "fab":
             return f"FAB x{self.fab_restarts} restart{'' if self.fab_restarts == 1 else 's'}"
         return f"Square {self.square_queries} queries" if attack == "square" else _LABEL[attack]
@@ -185,7 +199,7 @@ class AutoAttack:
                     f"{n_classes}; it would crash inside AutoAttack. Valid for {n_classes} classes: "
                     f"{', '.join(k for k, v in MIN_CLASSES.items() if v <= n_classes)}"
                 )
-        return _Plan(attacks, min(9, n_classes - 1), threat.norm.value, threat.eps, seed, device)
+        return _Plan(attacks, n_classes, min(9, n_classes - 1), threat.norm.value, threat.eps, seed, device)
 
     def configure(self, adversary: Any, plan: _Plan) -> None:
         """Set the budgets on the library's sub-attack objects (after construction)."""
@@ -240,69 +254,119 @@ class AutoAttack:
         parts = tuple({"name": a, "black_box": a in BLACK_BOX} for a in plan.attacks)
         if threat.eps == 0:
             return AttackOutcome(x_adv=x.detach().clone(), broken_by=("",) * x.shape[0], parts=parts)
-        backend, module = _import_backend(self.backend)
-        run = _run_pyautoattack if backend == "pyautoattack" else _run_upstream
+        native = {a: NATIVE[a] for a in plan.attacks if self.early_exit and a in NATIVE}
+        library = self.library_checks or any(a not in native for a in plan.attacks)
+        backend, module = _import_backend(self.backend) if library else ("none", None)
         _LOG.debug("AutoAttack via %s: %s at %s", backend, ", ".join(plan.attacks), threat.describe())
-        x_adv = x.detach().clone()
+        x, y = x.detach(), y.detach()
+        x_adv = x.clone()
         broken_by = [""] * x.shape[0]
         flags: list[str] = []
+        if self.library_checks:
+            with _shielded(x.device, module, flags):
+                _library_checks(module, model, x, y, plan, self.batch_size)
+        robust_after: dict[str, float] = {}
         for sub in plan.attacks:
             todo = [i for i, b in enumerate(broken_by) if not b]
             if not todo:
                 break
-            idx = torch.tensor(todo, device=x.device)
+            for chunk in range(0, len(todo), self.batch_size):  # the library's batches
+                part = todo[chunk : chunk + self.batch_size]
+                idx = torch.tensor(part, device=x.device)
+                if sub in native:
+                    apgd = APGD(steps=self.apgd_steps, restarts=self.apgd_restarts, loss=native[sub])
+                    adv, fooled = apgd.search(
+                        model, x[idx], y[idx], threat, generator=torch.Generator().manual_seed(plan.seed)
+                    )
+                    for j in fooled.nonzero().flatten().tolist():
+                        broken_by[part[j]] = sub
+                        x_adv[part[j]] = adv[j]
+                    continue
+                with _shielded(x.device, module, flags):
+                    adv = _direct(module, self, model, x[idx], y[idx], plan, sub)
+                keep_fooled(
+                    model,
+                    adv.detach().to(device=x.device, dtype=x.dtype),
+                    y[idx],
+                    part,
+                    x_adv,
+                    broken_by,
+                    sub,
+                )
+            robust_after[sub] = sum(1 for b in broken_by if not b) / len(broken_by)
+        if self.library_checks and "square" in robust_after:
             with _shielded(x.device, module, flags):
-                adv = run(module, self, model, x[idx].detach(), y[idx].detach(), plan, sub)
-            keep_fooled(
-                model, adv.detach().to(device=x.device, dtype=x.dtype), y[idx], todo, x_adv, broken_by, sub
-            )
+                # cumulative robust accuracy after each sub-attack, as the library's loop keeps it; the
+                # 'clean' entry (1.0, an upper bound) never decides the minimum once another attack ran
+                _call_check(module, "check_square_sr", {"clean": 1.0, **robust_after}, flags=flags)
         return AttackOutcome(
             x_adv=x_adv, broken_by=tuple(broken_by), flags=tuple(dict.fromkeys(flags)), parts=parts
         )
 
 
-def _run_pyautoattack(
+def _library_checks(
+    module: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: _Plan, bs: int
+) -> None:
+    """The library's own checks, once per call, on its first batch (what its evaluation loop runs
+    before the attacks): randomness, probability outputs, dynamic defences, class count."""
+    xb, yb = x[:bs], y[:bs]
+    _call_check(module, "check_randomized", model, xb, yb, bs=bs)
+    _call_check(module, "check_range_output", model, xb)
+    _call_check(module, "check_dynamic", model, xb, False)
+    targets = plan.n_target_classes
+    _call_check(module, "check_n_classes", plan.n_classes, list(plan.attacks), targets, targets)
+
+
+def _call_check(module: Any, name: str, *args: Any, flags: list[str] | None = None, **kwargs: Any) -> None:
+    """Call ``module.checks.<name>`` with ``logger=None`` (its warnings become flags through the shield)."""
+    checks = getattr(module, "checks", None)
+    if checks is None:
+        try:
+            checks = importlib.import_module(f"{module.__name__}.checks")
+        except ImportError:
+            checks = None
+    check = getattr(checks, name, None)
+    if not callable(check):
+        warnings.warn(Warning(f"the AutoAttack library has no check {name}; it was not run"), stacklevel=2)
+        return
+    with torch.no_grad():
+        check(*args, logger=None, **kwargs)
+
+
+def _adversary(module: Any, attack: AutoAttack, model: nn.Module, plan: _Plan, sub: str) -> Any:
+    """The library's AutoAttack object for ``sub``, with the budgets set (either backend's signature)."""
+    if module.__name__.split(".")[0] == "autoattack":  # upstream fra31/auto-attack
+        adversary = module.AutoAttack(
+            model,
+            norm=plan.norm,
+            eps=plan.eps,
+            seed=plan.seed,
+            verbose=False,
+            attacks_to_run=[sub],
+            version="custom",
+            device=plan.device,
+            log_path=None,
+        )
+    else:  # pyautoattack >= 0.2: keyword-only constructor
+        adversary = module.AutoAttack(
+            model,
+            attacks=[sub],
+            device=plan.device,
+            eps=plan.eps,
+            norm=plan.norm,
+            seed=plan.seed,
+            version="custom",
+        )
+    attack.configure(adversary, plan)
+    return adversary
+
+
+def _direct(
     module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: _Plan, sub: str
 ) -> torch.Tensor:
-    """pyautoattack >= 0.2: keyword-only constructor, returns ``(x_adv, y_adv)``."""
-    adversary = module.AutoAttack(
-        model,
-        attacks=[sub],
-        device=plan.device,
-        eps=plan.eps,
-        norm=plan.norm,
-        seed=plan.seed,
-        version="custom",
-    )
-    attack.configure(adversary, plan)
-    if not attack.library_checks:
-        return _direct(adversary, sub, x, y, plan)
-    return _first(adversary.run_standard_evaluation(x, y, batch_size=attack.batch_size))
-
-
-def _run_upstream(
-    module: Any, attack: AutoAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: _Plan, sub: str
-) -> torch.Tensor:
-    """Upstream fra31/auto-attack: ``attacks_to_run``, ``bs``, returns x_adv."""
-    adversary = module.AutoAttack(
-        model,
-        norm=plan.norm,
-        eps=plan.eps,
-        seed=plan.seed,
-        verbose=False,
-        attacks_to_run=[sub],
-        version="custom",
-        device=plan.device,
-        log_path=None,
-    )
-    attack.configure(adversary, plan)
-    if not attack.library_checks:
-        return _direct(adversary, sub, x, y, plan)
-    return _first(adversary.run_standard_evaluation(x, y, bs=attack.batch_size, return_labels=False))
-
-
-def _direct(adversary: Any, sub: str, x: torch.Tensor, y: torch.Tensor, plan: _Plan) -> torch.Tensor:
-    """Run one sub-attack object of the library directly, as its evaluation loop does, minus its checks."""
+    """Run one sub-attack object of the library directly, as its evaluation loop does (the checks run
+    once per call instead, in :func:`_library_checks`)."""
+    adversary = _adversary(module, attack, model, plan, sub)
     if sub in ("apgd-ce", "apgd-dlr"):
         runner = adversary.apgd
         runner.loss = "ce" if sub == "apgd-ce" else "dlr"
