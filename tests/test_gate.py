@@ -92,7 +92,7 @@ def test_bad_arguments_fail_before_any_work(
 
 
 def test_unknown_attack_name(trained_tiny: nn.Module, blobs: ImageDataset) -> None:
-    valid = "valid attacks: aa, auto-attack, autoattack, clean, fgsm, none, pgd"
+    valid = "valid attacks: aa, apgd, auto-attack, autoattack, clean, fgsm, none, pgd"
     with pytest.raises(RobustConfigError, match=valid):
         assert_robust(trained_tiny, "cw", eps=4 / 255, min_acc=0.5, data=blobs)
 

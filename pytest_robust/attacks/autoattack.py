@@ -8,11 +8,16 @@ count (AutoAttack's DLR losses need 3 or 4 classes and otherwise crash mid-run, 
 library's side effects: it reseeds the global torch RNG, calls ``sys.settrace(None)`` (which
 switches off coverage tools and debuggers), prints, logs and warns.
 
-The sub-attacks run one library call each, in order, each on the samples still robust (what the
-library's own loop does, so the numbers are the same), which tells per sample which sub-attack
-broke it: the soundness checks compare the gradient-free Square with the gradient attacks. The
-library's own checks (randomness, probability outputs, dynamic defences, zero gradients) are not
-hidden: their warnings come back as ``flags`` of :meth:`AutoAttack.run`.
+The sub-attacks run in order, each on the samples still robust and in the library's batches
+(what the library's own loop does), which tells per sample which sub-attack broke it: the
+soundness checks compare the gradient-free Square with the gradient attacks. APGD-CE and
+APGD-DLR run in the project's APGD (:mod:`pytest_robust.attacks.apgd`: the same algorithm, a
+sample stops at its first fooling iterate) unless ``early_exit=False``, which runs the library's
+APGD; APGD-T, FAB and Square always run in the library (its Square already stops per sample).
+The library's sub-attack objects are called directly, as its loop calls them, so nothing is
+computed twice: its own checks (randomness, probability outputs, dynamic defences, class count;
+Square beating the others) run once per call instead of once per sub-attack, and their warnings
+come back as ``flags`` of :meth:`AutoAttack.run`, never hidden.
 """
 
 from __future__ import annotations
