@@ -279,6 +279,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[CONFIG_KEY] = resolve_config(config)
     _check_device(config.stash[CONFIG_KEY].device)
+    _check_cache_lock()
     config.hook.pytest_robust_register_attacks.call_historic(kwargs={"register": _attack_registrar(config)})
     config.stash[POLICY_KEY] = resolve_policy(config, config.stash[CONFIG_KEY].policy)
     config.stash[MEMO_KEY] = {}
@@ -535,6 +536,17 @@ def _check_device(device: str) -> None:
         resolve_device(device)
     except RobustError as exc:
         raise pytest.UsageError(f"--robust-device {device}: {exc}") from None
+
+
+def _check_cache_lock() -> None:
+    """A bad ``$PYTEST_ROBUST_CACHE_LOCK`` / ``..._STALE`` is a usage error at start, not at the
+    first cache entry (:mod:`pytest_robust.storage`, stdlib only)."""
+    from pytest_robust.storage import LockSettings
+
+    try:
+        LockSettings.from_env()
+    except RobustConfigError as exc:
+        raise pytest.UsageError(f"pytest-robust: {exc}") from None
 
 
 def load_default_split(rc: cfg.RobustConfig, split: str, **options: Any) -> ImageDataset:
