@@ -12,7 +12,11 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -23,6 +27,7 @@ import pytest
 from pytest_robust import storage
 from pytest_robust.errors import RobustConfigError, StaleLockError
 from pytest_robust.storage import LockSettings, SoftLock, atomic_write_bytes, cache_lock, temp_prefix
+from tests.inner import PRELUDE, smoke_args
 
 # --- settings ---------------------------------------------------------------------------------------
 
@@ -265,3 +270,82 @@ def test_two_processes_racing_for_one_result_compute_it_once_and_read_the_same_b
     assert len(log.read_text().splitlines()) == 1
     assert sorted(hit for hit, _, _ in out) == [False, True]
     assert out[0][1:] == out[1][1:]
+
+
+# --- several CI jobs, one shared cache (the README's recipe) ------------------------------------------
+
+JOBS_CONFTEST = PRELUDE + textwrap.dedent(
+    """
+
+    @pytest.fixture(scope="session")
+    def robust_data():
+        return blobs(64, 1)
+
+    @pytest.fixture(scope="session")
+    def model():
+        return tiny_model(256, 100)
+    """
+)
+
+JOBS_TESTS = textwrap.dedent(
+    """
+    import pytest
+
+    @pytest.mark.parametrize("eps", [1 / 255, 2 / 255, 3 / 255, 4 / 255], ids=["e1", "e2", "e3", "e4"])
+    def test_gate(assert_robust, model, eps):
+        assert_robust(model, "fgsm", eps=eps, min_acc=0.0)
+    """
+)
+
+
+def _cache_counts(out: str) -> tuple[int, int]:
+    match = re.search(r"result cache: (\d+) hit, (\d+) computed", out)
+    assert match is not None, out
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_ci_jobs_split_the_suite_and_share_one_cache(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs at once on one cache folder (soft locks), selecting with -k and with --deselect, one
+    test in both: every evaluation is computed once between them; a last job of the whole suite
+    computes nothing and writes the one report of all of it."""
+    monkeypatch.delenv("PYTEST_ROBUST_RESULT_CACHE_DIR")  # results under the shared --robust-cache-dir
+    monkeypatch.setenv("PYTEST_ROBUST_CACHE_LOCK", "soft")
+    pytester.makeconftest(JOBS_CONFTEST)
+    pytester.makepyfile(test_gates=JOBS_TESTS)
+    base = [sys.executable, "-m", "pytest", *smoke_args(pytester), "--robust-soundness=warn"]
+    jobs = [
+        pytester.popen(
+            [*base, "-k", "e1 or e2 or e3"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        ),
+        pytester.popen(
+            [
+                *base,
+                "--deselect",
+                "test_gates.py::test_gate[e1]",
+                "--deselect",
+                "test_gates.py::test_gate[e2]",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        ),
+    ]
+    outs = [job.communicate(timeout=600)[0].decode() for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outs
+    counts = [_cache_counts(out) for out in outs]
+    assert sum(hit for hit, _ in counts) == 1  # e3: computed by one job, read by the other
+    assert sum(computed for _, computed in counts) == 4
+    assert "cache lock=soft (lock files)" in outs[0]
+    final = pytester.runpytest_subprocess(
+        *smoke_args(pytester), "--robust-soundness=warn", "--robust-report=R"
+    )
+    final.assert_outcomes(passed=4)
+    final.stdout.fnmatch_lines(["result cache: 4 hit, 0 computed, *"])
+    rows = json.loads((pytester.path / "R" / "latest" / "results.json").read_text())["rows"]
+    assert len(rows) == 4
+    assert not list((pytester.path / "cache").rglob("*.lock"))  # soft locks leave nothing behind
