@@ -18,19 +18,23 @@ The lock (:func:`cache_lock`) is chosen with ``$PYTEST_ROBUST_CACHE_LOCK`` (:cla
   ``msvcrt`` on Windows), released by the kernel when its process dies. Right for one machine; over
   NFS it depends on the server's lock service and the mount options, and on some network
   filesystems it does not exclude other machines at all.
-- ``soft``: a lock *file* created with ``O_CREAT | O_EXCL`` (exclusive creation is atomic on NFSv3
-  and later and on the usual cluster filesystems), holding the holder's host, pid and a token. Its
-  holder refreshes the file's modification time every ``stale_s / 10`` seconds (at most 30) while
-  it holds it - training a model can take hours. A waiter that sees the lock file unchanged for
-  ``$PYTEST_ROBUST_CACHE_LOCK_STALE`` seconds (default 300, measured on the waiter's own clock, so
-  the machines' clocks need not agree) stops with a :class:`~pytest_robust.errors.StaleLockError`
-  naming the file and its holder: a killed process (``kill -9``, out of memory, a lost machine)
-  leaves its lock file behind, and only a person can tell whether that holder is really gone, so the
-  file is never deleted automatically. A normal exit, an exception and Ctrl-C remove it.
+- ``soft``: a lock *file* (``<entry's lock>.soft``) created with ``O_CREAT | O_EXCL`` (exclusive
+  creation is atomic on NFSv3 and later and on the usual cluster filesystems), holding the holder's
+  host, pid and a token. Its holder refreshes the file's modification time every ``stale_s / 10``
+  seconds (at most 30) while it holds it - training a model can take hours. A waiter that sees the
+  lock file unchanged for ``$PYTEST_ROBUST_CACHE_LOCK_STALE`` seconds (default 300, measured on the
+  waiter's own clock, so the machines' clocks need not agree) stops with a
+  :class:`~pytest_robust.errors.StaleLockError` naming the file and its holder: a killed process
+  (``kill -9``, out of memory, a lost machine) leaves its lock file behind, and only a person can
+  tell whether that holder is really gone, so the file is never deleted automatically. A normal
+  exit, an exception and Ctrl-C remove it.
 
-filelock's own ``SoftFileLock`` is not used: across the versions this package accepts (3.13 on) it
-either never expires a lock or reclaims only dead holders on the same host, and neither tells a
-holder that died on another machine from one that is still training; the heartbeat does.
+The two kinds do not exclude each other: every process that shares a cache must use the same one.
+
+filelock's own ``SoftFileLock`` is not used: what it does with a dead holder's lock differs across
+the versions this package accepts (3.13: nothing but the caller's timeout; later versions: reclaim a
+dead pid on the same host, or expiry by age, which can admit a second holder while the first still
+trains). A heartbeat tells a holder that died on another machine from one that is still working.
 
 Stdlib only (filelock is imported when an ``os`` lock is taken): the report and ``verify`` write
 through :func:`atomic_write_bytes` without torch.
@@ -68,6 +72,8 @@ DEFAULT_STALE_S: Final = 300.0
 MAX_HEARTBEAT_S: Final = 30.0
 #: the longest pause between two attempts of a waiter
 MAX_POLL_S: Final = 1.0
+#: appended to an entry's lock file name for its soft lock file (``.lock.soft``)
+SOFT_SUFFIX: Final = ".soft"
 
 LockKind = Literal["os", "soft"]
 
@@ -155,7 +161,9 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 @contextlib.contextmanager
 def cache_lock(path: str | os.PathLike[str], settings: LockSettings | None = None) -> Iterator[None]:
-    """Hold the lock of one cache entry (its lock file is ``path``) for the block.
+    """Hold the lock of one cache entry for the block: an ``os`` lock on the file ``path``, a
+    ``soft`` lock file ``path`` + :data:`SOFT_SUFFIX` (an ``os`` lock's file stays after use: under
+    the other name it never looks like a held soft lock when a cache changes kind).
 
     ``settings``: None reads them from the environment (:meth:`LockSettings.from_env`).
     """
@@ -166,12 +174,17 @@ def cache_lock(path: str | os.PathLike[str], settings: LockSettings | None = Non
         with FileLock(str(path)):
             yield
         return
-    lock = SoftLock(Path(path), stale_s=settings.stale_s, heartbeat_s=settings.heartbeat_s)
+    lock = SoftLock(soft_lock_path(path), stale_s=settings.stale_s, heartbeat_s=settings.heartbeat_s)
     lock.acquire()
     try:
         yield
     finally:
         lock.release()
+
+
+def soft_lock_path(path: str | os.PathLike[str]) -> Path:
+    """The soft lock file of the entry whose ``os`` lock file is ``path``."""
+    return Path(f"{os.fspath(path)}{SOFT_SUFFIX}")
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -208,6 +221,13 @@ class SoftLock:
         self._record: bytes | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+
+    def __enter__(self) -> SoftLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def _try_create(self) -> bool:
         record = json.dumps(

@@ -103,19 +103,48 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path: P
     assert [p.name for p in tmp_path.iterdir()] == ["entry.json"]
 
 
+def test_writing_and_the_device_mapping_import_no_torch(tmp_path: Path) -> None:
+    """The report and ``pytest-robust verify`` write through this module: no torch for that (they
+    imported it through ``cache.py``); the device mapping is torch-free too."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from pytest_robust.storage import atomic_write_bytes, cache_lock; "
+        "import pytest_robust.devices, pytest_robust.report.run; "
+        "atomic_write_bytes(Path(sys.argv[1]), b'x'); print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "f")], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+    assert (tmp_path / "f").read_bytes() == b"x"
+
+
 # --- the soft lock ----------------------------------------------------------------------------------
 
 
 def test_a_soft_lock_is_a_file_with_its_holder_and_is_removed_on_release(tmp_path: Path) -> None:
     path = tmp_path / "entry.lock"
+    soft = tmp_path / "entry.lock.soft"
     with cache_lock(path, LockSettings(kind="soft")):
-        record = json.loads(path.read_text())
+        record = json.loads(soft.read_text())
         assert record["pid"] == os.getpid()
         assert record["host"] == socket.gethostname()
-    assert not path.exists()
+    assert not soft.exists()
     with pytest.raises(KeyError), cache_lock(path, LockSettings(kind="soft")):  # also on an exception
         raise KeyError("boom")
-    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_os_locks_leftover_file_does_not_block_a_soft_lock(tmp_path: Path) -> None:
+    """A cache used with os locks keeps their files; switching it to soft locks must not wait on them."""
+    path = tmp_path / "entry.lock"
+    with cache_lock(path, LockSettings(kind="os")):
+        pass
+    assert path.exists()
+    start = time.monotonic()
+    with cache_lock(path, LockSettings(kind="soft", stale_s=30)):
+        pass
+    assert time.monotonic() - start < 5
 
 
 def test_a_live_holder_keeps_a_waiter_waiting_past_the_stale_time(tmp_path: Path) -> None:
@@ -143,7 +172,7 @@ def test_a_live_holder_keeps_a_waiter_waiting_past_the_stale_time(tmp_path: Path
 def test_a_dead_holders_lock_file_gives_an_error_naming_it_and_is_kept(tmp_path: Path) -> None:
     """A holder killed on another machine left its lock file: the waiter stops after the stale time
     with the file's path, the holder it records, and what to do; it never deletes the file itself."""
-    path = tmp_path / "ab" / "abcdef.lock"
+    path = tmp_path / "ab" / "abcdef.lock.soft"
     path.parent.mkdir()
     path.write_text(json.dumps({"host": "gpu-node-7", "pid": 4242, "since": "2024-05-01T10:00:00+0000"}))
     start = time.monotonic()
@@ -158,7 +187,7 @@ def test_a_dead_holders_lock_file_gives_an_error_naming_it_and_is_kept(tmp_path:
     assert path.exists()
     assert isinstance(info.value, TimeoutError)  # and a RobustError: the plugin's short report
     path.unlink()  # what the message says to do
-    with cache_lock(path, LockSettings(kind="soft", stale_s=0.3)):
+    with SoftLock(path, stale_s=0.3):
         pass
 
 
@@ -348,4 +377,4 @@ def test_ci_jobs_split_the_suite_and_share_one_cache(
     final.stdout.fnmatch_lines(["result cache: 4 hit, 0 computed, *"])
     rows = json.loads((pytester.path / "R" / "latest" / "results.json").read_text())["rows"]
     assert len(rows) == 4
-    assert not list((pytester.path / "cache").rglob("*.lock"))  # soft locks leave nothing behind
+    assert not list((pytester.path / "cache").rglob("*.soft"))  # soft locks leave nothing behind
