@@ -3,9 +3,9 @@
 Layout: ``<root>/checkpoints/<key[:2]>/<key>/{model.safetensors, meta.json}``. The key is the
 SHA-256 of the canonical JSON of the spec (architecture, recipe, hyper-parameters, data
 fingerprint, seed) plus the library versions that affect numerics. Writes go to a temporary file
-and are published with ``os.replace``; a file lock per key makes concurrent workers (pytest-xdist)
-train a model once; an entry whose weights fail their hash check is rebuilt, never loaded.
-Nothing is ever unpickled.
+and are published with ``os.replace``; a lock per key makes concurrent workers (pytest-xdist, and
+machines sharing the folder: :mod:`pytest_robust.storage`) train a model once; an entry whose
+weights fail their hash check is rebuilt, never loaded. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ import torch
 from torch import nn
 
 from pytest_robust.errors import StorageError
+from pytest_robust.storage import atomic_write_bytes as atomic_write_bytes  # re-exported
+from pytest_robust.storage import cache_lock
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +48,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +156,10 @@ class CheckpointCache:
         ``make`` builds an untrained model (the architecture); ``fit`` trains it in place and
         returns metadata to store (training curve, timings). ``force`` retrains regardless.
         """
-        from filelock import FileLock
-
         key = spec_key(spec)
         folder = self.entry(key)
         folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder / ".lock")):
+        with cache_lock(folder / ".lock"):  # the waiter re-reads below: trained once
             model = make()
             if not force:
                 meta = self.load(key, model)

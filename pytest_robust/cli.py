@@ -120,7 +120,7 @@ def _resolve_run(path: Path) -> Path:
 
 
 def _write_outputs(out: Path, verification: object) -> None:
-    from pytest_robust.cache import atomic_write_bytes
+    from pytest_robust.storage import atomic_write_bytes
     from pytest_robust.verify import VERIFICATION, VERIFICATION_HTML, Verification, render_html
 
     assert isinstance(verification, Verification)

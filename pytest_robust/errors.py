@@ -28,6 +28,11 @@ class StorageError(RobustError, OSError):
     a full disk, a read-only folder. The message names the folder and where else to put it."""
 
 
+class StaleLockError(RobustError, TimeoutError):
+    """A soft cache lock (``PYTEST_ROBUST_CACHE_LOCK=soft``) was not refreshed for the stale time: its
+    holder probably died. The message names the lock file to delete once nobody uses the entry."""
+
+
 class RobustModelError(RobustError, ValueError):
     """The model misbehaves: wrong output shape, NaN/inf logits, ..."""
 

@@ -41,3 +41,9 @@ BUILT_KEY = pytest.StashKey[dict[int, tuple[Any, dict[str, Any]]]]()
 RESULT_COUNTS_KEY = pytest.StashKey[dict[str, int]]()
 #: ``workeroutput`` name under which a pytest-xdist worker hands its result-cache counts back
 WORKER_COUNTS = "pytest_robust_result_cache"
+#: the device this process evaluates on (set by the ``robust_device`` fixture; absent until then)
+DEVICE_KEY = pytest.StashKey[str]()
+#: the controller's record of its pytest-xdist workers: worker id → ``device``, ``host``, ``threads``
+WORKERS_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+#: ``workeroutput`` name under which a pytest-xdist worker hands back its device, host and threads
+WORKER_INFO = "pytest_robust_worker"

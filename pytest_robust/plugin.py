@@ -39,6 +39,7 @@ from pytest_robust.keys import (
 from pytest_robust.keys import (
     DEFAULT_REPORT_DIR as DEFAULT_REPORT_DIR,
 )
+from pytest_robust.keys import DEVICE_KEY as _DEVICE_KEY
 from pytest_robust.keys import (
     FINDING as FINDING,
 )
@@ -58,6 +59,8 @@ from pytest_robust.keys import (
     RUN_ID_KEY as RUN_ID_KEY,
 )
 from pytest_robust.keys import WORKER_COUNTS as _WORKER_COUNTS
+from pytest_robust.keys import WORKER_INFO as _WORKER_INFO
+from pytest_robust.keys import WORKERS_KEY as _WORKERS_KEY
 
 if TYPE_CHECKING:
     import torch
@@ -86,8 +89,9 @@ _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
         "robust_device",
         cfg.parse_device,
         "auto",
-        "device for models and attacks: auto (CUDA when present, else CPU), cpu, cuda, cuda:N "
-        "(default: auto)",
+        "device for models and attacks: auto (CUDA when present, else CPU; under pytest-xdist worker "
+        "gwI on cuda:(I mod GPUs), one worker per GPU with -n GPUs), cpu, cuda (under pytest-xdist as "
+        "auto), cuda:N (every worker on that GPU) (default: auto)",
     ),
     (
         "--robust-seed",
@@ -278,7 +282,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "override pytest-robust settings for one test (randomized=True declares a random model)",
     )
     config.stash[CONFIG_KEY] = resolve_config(config)
-    _check_device(config.stash[CONFIG_KEY].device)
+    _check_device(config)
+    _check_cache_lock()
     config.hook.pytest_robust_register_attacks.call_historic(kwargs={"register": _attack_registrar(config)})
     config.stash[POLICY_KEY] = resolve_policy(config, config.stash[CONFIG_KEY].policy)
     config.stash[MEMO_KEY] = {}
@@ -295,6 +300,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RUN_ID_KEY] = new_run_id()
     if workerinput is None:  # the controller: one collector, the report folder with --robust-report
         from pytest_robust.report.collector import ReportCollector
+
+        config.stash[_WORKERS_KEY] = {}
 
         target = None
         report_dir = config.getoption("robust_report")
@@ -435,28 +442,63 @@ class _XdistHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """Add a finished worker's result-cache counts to the controller's."""
-        counts = getattr(node, "workeroutput", {}).get(_WORKER_COUNTS) or {}
+        """Add a finished worker's result-cache counts to the controller's; record its device."""
+        output = getattr(node, "workeroutput", {})
+        counts = output.get(_WORKER_COUNTS) or {}
         total = node.config.stash[RESULT_COUNTS_KEY]
         for name in total:
             total[name] += int(counts.get(name, 0))
+        info = output.get(_WORKER_INFO)
+        worker = output.get("workerid") or getattr(node, "workerinput", {}).get("workerid")
+        if isinstance(info, dict) and worker is not None and _WORKERS_KEY in node.config.stash:
+            node.config.stash[_WORKERS_KEY][str(worker)] = dict(info)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """A pytest-xdist worker hands its result-cache counts to the controller."""
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None and RESULT_COUNTS_KEY in session.config.stash:
-        counts: dict[str, int] = session.config.stash[RESULT_COUNTS_KEY]
+    """A pytest-xdist worker hands its result-cache counts, its device (None when no test needed one),
+    host and torch threads to the controller."""
+    config = session.config
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None and RESULT_COUNTS_KEY in config.stash:
+        counts: dict[str, int] = config.stash[RESULT_COUNTS_KEY]
         workeroutput[_WORKER_COUNTS] = dict(counts)
+        import socket
+
+        workeroutput[_WORKER_INFO] = {
+            "device": config.stash.get(_DEVICE_KEY, None),
+            "host": socket.gethostname(),
+            "threads": config.stash[CONFIG_KEY].threads,
+        }
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     rc = config.stash[CONFIG_KEY]
     data = str(rc.data) if rc.data is not None else "synthetic (embedded generator; not real patient data)"
-    return [
+    lines = [
         f"robust: profile={rc.profile.name}, device={rc.device}, seed={rc.seed}, "
         f"n={rc.n_eval if rc.n_eval is not None else 'all'}, soundness={rc.soundness}, data={data}"
     ]
+    if _distributed(config) and rc.device in ("auto", "cuda"):  # stated, not measured: no torch here
+        lines.append(
+            f"robust: device={rc.device} under pytest-xdist: worker gwI evaluates on cuda:(I mod the GPUs "
+            "its machine shows)"
+            + (", on the CPU without a GPU" if rc.device == "auto" else "")
+            + "; the summary lists the devices the workers used"
+        )
+    from pytest_robust.storage import LockSettings
+
+    lock = LockSettings.from_env()
+    if lock.kind != "os":
+        lines.append(f"robust: cache lock={lock.describe()}, stale after {lock.stale_s:g} s")
+    return lines
+
+
+def _distributed(config: pytest.Config) -> bool:
+    """Whether this controller hands the tests to pytest-xdist workers (``-n N`` with N > 0, ``--tx``)."""
+    if not config.pluginmanager.hasplugin("xdist") or getattr(config, "workerinput", None) is not None:
+        return False
+    n = config.getoption("numprocesses", None)
+    return bool(n if isinstance(n, int) else 0) or bool(config.getoption("tx", None))
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -501,18 +543,30 @@ def robust_config(request: pytest.FixtureRequest) -> cfg.RobustConfig:
 
 @pytest.fixture(scope="session")
 def robust_device(pytestconfig: pytest.Config) -> torch.device:
-    """The torch device of this run (``--robust-device``; auto = CUDA when present)."""
+    """The torch device of this process (``--robust-device``; auto = CUDA when present, one GPU per
+    pytest-xdist worker: :func:`pytest_robust.devices.assign_device`); recorded for the report."""
     import torch
 
+    from pytest_robust import devices
     from pytest_robust.models import resolve_device
 
     rc = pytestconfig.stash[CONFIG_KEY]
     if rc.threads is not None:
         torch.set_num_threads(rc.threads)
     try:
-        return resolve_device(rc.device)
+        assigned = devices.assign_device(rc.device, _worker_id(pytestconfig), devices.cuda_device_count())
+        # a CUDA device is checked against the count above; cpu and mps by torch
+        device = torch.device(assigned) if assigned.startswith("cuda") else resolve_device(assigned)
     except RobustError as exc:
-        abort_run(str(exc))
+        abort_run(f"--robust-device {rc.device}: {exc}")
+    pytestconfig.stash[_DEVICE_KEY] = str(device)
+    return device
+
+
+def _worker_id(config: pytest.Config) -> str | None:
+    """This process's pytest-xdist worker id (``gw0``, ...); None in the controller or without xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    return None if workerinput is None else str(workerinput.get("workerid"))
 
 
 def abort_run(message: str) -> NoReturn:
@@ -524,17 +578,35 @@ def abort_run(message: str) -> NoReturn:
     pytest.exit(f"pytest-robust: {message}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
-def _check_device(device: str) -> None:
-    """An explicit accelerator that this machine lacks is a usage error at start (imports torch
-    only then: ``auto`` and ``cpu`` cannot fail)."""
+def _check_device(config: pytest.Config) -> None:
+    """An explicit accelerator that this machine lacks (``cuda`` without CUDA, ``cuda:N`` beyond its
+    GPUs, ``mps``) is a usage error at start, in the controller and in every pytest-xdist worker
+    (imports torch only then: ``auto`` and ``cpu`` cannot fail)."""
+    device = config.stash[CONFIG_KEY].device
     if device in ("auto", "cpu"):
         return
-    from pytest_robust.models import resolve_device
+    from pytest_robust import devices
 
     try:
-        resolve_device(device)
+        if device.startswith("cuda"):
+            devices.assign_device(device, _worker_id(config), devices.cuda_device_count())
+        else:
+            from pytest_robust.models import resolve_device
+
+            resolve_device(device)
     except RobustError as exc:
         raise pytest.UsageError(f"--robust-device {device}: {exc}") from None
+
+
+def _check_cache_lock() -> None:
+    """A bad ``$PYTEST_ROBUST_CACHE_LOCK`` / ``..._STALE`` is a usage error at start, not at the
+    first cache entry (:mod:`pytest_robust.storage`, stdlib only)."""
+    from pytest_robust.storage import LockSettings
+
+    try:
+        LockSettings.from_env()
+    except RobustConfigError as exc:
+        raise pytest.UsageError(f"pytest-robust: {exc}") from None
 
 
 def load_default_split(rc: cfg.RobustConfig, split: str, **options: Any) -> ImageDataset:

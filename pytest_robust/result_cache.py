@@ -9,11 +9,12 @@ sample ids), the attack (its configuration and class), the threat model, seed, b
 type, example count, soundness configuration, positive label, focus, the stop rule's key, the
 library versions and :data:`~pytest_robust.schema.RESULT_CACHE_SCHEMA`. Thread count and device
 index are deliberately not part of it.
-Writes go through a temporary file and ``os.replace``; a file lock per key makes concurrent
-pytest-xdist workers compute an evaluation once; a load re-hashes the result and an entry that is
-unreadable, truncated, of another key or schema, or fails its hash is recomputed with a
-:class:`~pytest_robust.errors.ResultCacheWarning`, never trusted. JSON only: nothing is unpickled.
-No pytest import.
+Writes go through a temporary file and ``os.replace``; a lock per key makes concurrent
+pytest-xdist workers (and machines sharing the folder: :mod:`pytest_robust.storage`) compute an
+evaluation once - a process that waited re-reads the entry before computing; a load re-hashes the
+result and an entry that is unreadable, truncated, of another key or schema, or fails its hash is
+recomputed with a :class:`~pytest_robust.errors.ResultCacheWarning`, never trusted. JSON only:
+nothing is unpickled. No pytest import.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_robust.cache import atomic_write_bytes, canonical_json
+from pytest_robust.cache import canonical_json
 from pytest_robust.errors import ResultCacheWarning
 from pytest_robust.evaluate import EvalResult
 from pytest_robust.schema import RESULT_CACHE_SCHEMA
+from pytest_robust.storage import atomic_write_bytes, cache_lock
 
 #: bump when the key material or the payload changes meaning: old entries are then never looked up
 #: (defined in :mod:`pytest_robust.schema`)
@@ -150,14 +152,14 @@ class ResultCache:
     ) -> tuple[EvalResult, bool]:
         """``(result, hit)``: the stored result, or ``compute()`` stored under ``key``.
 
-        A lock per key makes concurrent processes compute it once; ``recompute`` skips reading
-        (the entry is rewritten from the fresh result).
+        A lock per key (:func:`~pytest_robust.storage.cache_lock`) makes concurrent processes compute
+        it once: the entry is read under the lock, so a process that waited for another's
+        computation reads its result. ``recompute`` skips reading (the entry is rewritten from the
+        fresh result).
         """
-        from filelock import FileLock
-
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path.with_suffix(".lock"))):
+        with cache_lock(path.with_suffix(".lock")):
             if not recompute:
                 cached = self.get(key)
                 if cached is not None:

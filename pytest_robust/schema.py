@@ -15,8 +15,8 @@ RESULTS_SCHEMA: Final = "pytest-robust/results"
 #: ``soundness``, ``failed_checks``, ``check_<name>``) and ``summary.unsound``; 1: the first
 #: release. Added since, without a bump (only new fields): clinical columns (robust sensitivity /
 #: specificity, positives flipped to negative), the baseline comparison (``vs_baseline_*``,
-#: ``newly_broken``), every requirement of a gate (``requirements``) and the samples a sequential
-#: policy used.
+#: ``newly_broken``), every requirement of a gate (``requirements``), the samples a sequential
+#: policy used and each pytest-xdist worker's device, host and threads (``run.workers``).
 RESULTS_SCHEMA_VERSION: Final = 2
 
 #: One gate's result as JSON (``RobustResult.to_json()``'s ``schema``): a test report's

@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from pytest_robust.attacks.gradient import PGD
-from pytest_robust.cache import atomic_write_bytes
 from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.errors import ResumeStateError, RobustConfigError, StorageError
 from pytest_robust.models import eval_mode, resolve_device
+from pytest_robust.storage import atomic_write_bytes
 from pytest_robust.threat import Norm, ThreatModel
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ or :data:`DECODE_VERSION`) misses. Layout: ``<cache_dir>/decoded/<key[:2]>/<key>
   failures depend on the bytes too, so they are cached) and the SHA-256 of the pixel bytes.
 
 Writes go to a temporary file published with ``os.replace`` (images first, the sidecar last, so a
-sidecar always describes complete pixels); a file lock per entry makes concurrent workers decode
-once. An entry whose sidecar is unreadable, whose shape disagrees or whose pixels fail their hash
-is rebuilt, never used. Nothing is unpickled.
+sidecar always describes complete pixels); a lock per entry (:mod:`pytest_robust.storage`) makes
+concurrent workers decode once. An entry whose sidecar is unreadable, whose shape disagrees or
+whose pixels fail their hash is rebuilt, never used. Nothing is unpickled.
 
 Pixels are bit-identical with and without the cache: :func:`~pytest_robust.data.folder.load_one`
 returns ``k / 255`` in float32, stored exactly as ``k``, and turned back with the same division.
@@ -28,9 +28,8 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -44,6 +43,7 @@ from PIL import Image
 from pytest_robust.cache import canonical_json, file_sha256
 from pytest_robust.data.folder import load_one
 from pytest_robust.errors import RobustDataError
+from pytest_robust.storage import atomic_replace, cache_lock
 
 __all__ = ["DECODE_ERRORS", "DECODE_VERSION", "DecodedImages", "decode_images", "decode_key"]
 
@@ -126,27 +126,13 @@ def _to_float(pixels: NDArray[np.uint8]) -> torch.Tensor:
     return torch.from_numpy(images)
 
 
-def _atomic_replace(path: Path, write: Callable[[str], object]) -> None:
-    """Call ``write(tmp_path)``, fsync, then publish the file at ``path`` with ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _store(
     folder: Path, key: str, n: int, size: int, pixels: NDArray[np.uint8], failures: list[tuple[int, str]]
 ) -> None:
     from safetensors.numpy import save_file
 
     contiguous = np.ascontiguousarray(pixels)
-    _atomic_replace(folder / IMAGES, lambda tmp: save_file({_TENSOR: contiguous}, tmp))
+    atomic_replace(folder / IMAGES, lambda tmp: save_file({_TENSOR: contiguous}, tmp))
     meta = {
         "key": key,
         "decoder": DECODE_VERSION,
@@ -156,7 +142,7 @@ def _store(
         "pixels_sha256": hashlib.sha256(contiguous.data).hexdigest(),
     }
     payload = json.dumps(meta, indent=2, sort_keys=True).encode()
-    _atomic_replace(folder / META, lambda tmp: Path(tmp).write_bytes(payload))
+    atomic_replace(folder / META, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 def _read(
@@ -222,8 +208,6 @@ def decode_images(
         pixels, failures = _decode_all(files, size)
         return _result(pixels, failures, len(files), key=None, hit=False, start=start)
 
-    from filelock import FileLock
-
     key = decode_key([_content_id(f) for f in files], size)
     folder = Path(cache_dir).expanduser() / "decoded" / key[:2] / key
     try:
@@ -233,7 +217,7 @@ def decode_images(
             f"cannot create the decode cache folder {str(folder)!r} ({exc}); pass a writable cache_dir "
             "or cache_dir=None"
         ) from exc
-    with FileLock(str(folder / ".lock")):
+    with cache_lock(folder / ".lock"):
         cached = _read(folder, key, len(files), size)
         if cached is not None:
             log.info("decode cache hit %s: %d files at %dpx", key[:12], len(files), size)

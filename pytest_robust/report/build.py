@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_robust.devices import worker_order
 from pytest_robust.evidence import SUMS, evidence_files, sums_text
 from pytest_robust.report import results as res
 from pytest_robust.report.run import dumps, git_info, package_versions, platform_info, torch_info, write_run
@@ -132,6 +133,7 @@ def run_section(context: RunContext) -> dict[str, Any]:
         "invocation_dir": str(context.invocation_dir),
         "folder": str(context.base / context.run_id) if context.base is not None else None,
         "xdist_workers": context.xdist_workers,
+        "workers": {w: dict(context.workers[w]) for w in sorted(context.workers, key=worker_order)},
         "result_cache": dict(context.result_cache),
         "threads": context.config.threads,
     }

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_robust.keys import CONFIG_KEY, FINDING, PROPERTY, RESULT_COUNTS_KEY, RUN_ID_KEY
+from pytest_robust.keys import CONFIG_KEY, FINDING, PROPERTY, RESULT_COUNTS_KEY, RUN_ID_KEY, WORKERS_KEY
 from pytest_robust.report.context import RunContext
 from pytest_robust.report.results import TestRecord
 
@@ -90,6 +90,7 @@ class ReportCollector:
                 "recompute": bool(config.getoption("robust_recompute")),
                 "folder": str(rc.resolved_result_cache_dir()),
             },
+            workers={k: dict(v) for k, v in config.stash.get(WORKERS_KEY, {}).items()},
             started=self.started,
             duration_s=time.perf_counter() - self.t0,
             exitstatus=exitstatus,
@@ -117,7 +118,7 @@ class ReportCollector:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The one robustness summary: a line per model, then the report's paths and the cache."""
-        from pytest_robust.report.terminal import summary_lines
+        from pytest_robust.report.terminal import summary_lines, worker_lines
 
         tr = terminalreporter
         if self.error is not None:
@@ -127,6 +128,8 @@ class ReportCollector:
             return
         document = self.document
         if document is None or not document["rows"]:
+            for line in worker_lines(document) if document is not None else []:
+                tr.write_line(line)
             _cache_line(tr, self.config)
             return
         tr.write_sep("=", "robustness summary")

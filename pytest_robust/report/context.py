@@ -35,6 +35,9 @@ class RunContext:
     options: Mapping[str, Any]
     #: the result cache's counts summed over the processes, whether it was read, its folder
     result_cache: Mapping[str, Any]
+    #: per pytest-xdist worker (``gw0``, ...): the ``device`` it evaluated on (None: it needed none),
+    #: its ``host`` and torch ``threads``, as the worker reported them; empty without workers
+    workers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     started: datetime.datetime
     duration_s: float
     exitstatus: int

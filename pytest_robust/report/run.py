@@ -100,7 +100,7 @@ def write_run(base: Path, run_id: str, files: dict[str, bytes]) -> Path:
     ``latest`` is a relative symbolic link replaced atomically; where links are not allowed it is
     a folder holding copies. Returns the run folder.
     """
-    from pytest_robust.cache import atomic_write_bytes
+    from pytest_robust.storage import atomic_write_bytes
 
     folder = base / run_id
     folder.mkdir(parents=True, exist_ok=True)

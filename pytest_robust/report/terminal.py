@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pytest_robust.devices import device_groups, shared_devices
 from pytest_robust.report import fmt
 from pytest_robust.report import results as res
 from pytest_robust.report.evaluations import evaluation_verdict
@@ -228,5 +229,24 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     if document["summary"]["synthetic_data"]:
         out.append(
             "data: the embedded SYNTHETIC set (not real patient data); pass --robust-data for real images"
+        )
+    return out + worker_lines(document)
+
+
+def worker_lines(document: dict[str, Any]) -> list[str]:
+    """Under pytest-xdist: which worker evaluated on which device (``devices: cuda:0 gw0, gw2; ...``),
+    and a line when several workers shared a GPU (and its memory)."""
+    workers = (document.get("run") or {}).get("workers") or {}
+    groups = device_groups(workers)
+    if not groups:
+        return []
+    out = ["devices: " + "; ".join(f"{device} {', '.join(names)}" for device, names in groups)]
+    shared = shared_devices(workers)
+    if shared:
+        out.append(
+            "shared GPUs: "
+            + "; ".join(f"{device} ({', '.join(names)})" for device, names in shared)
+            + ": several workers on one GPU share its memory and time; -n <number of GPUs> gives one "
+            "worker per GPU"
         )
     return out
