@@ -10,6 +10,12 @@ from pytest_robust.plugin import CONFIG_KEY, load_default_split
 pytest_plugins = ["fixtures.isic"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's grouping marker, registered here too so that --strict-markers accepts it without
+    # pytest-xdist installed (it then means nothing)
+    config.addinivalue_line("markers", "xdist_group(name): run the tests of one group in one xdist worker")
+
+
 @pytest.fixture(scope="session")
 def robust_data(isic_test: ImageDataset) -> ImageDataset:
     """Evaluate on the ISIC test split (synthetic stand-in without --robust-data)."""

@@ -180,7 +180,15 @@ THRESHOLDS: dict[str, Thresholds] = {
     ),
 }
 
-MODELS = [pytest.param(a, r, id=f"{a}-{r}") for a in REFERENCE_ARCHITECTURES for r in RECIPES]
+#: Under pytest-xdist ``--dist loadgroup`` every test of one architecture runs in one worker: the
+#: PGD-AT checkpoint fine-tunes the standard one and the tests share evaluations, so a worker never
+#: waits on another's cache lock (the marker means nothing without xdist).
+MODELS = [
+    pytest.param(a, r, id=f"{a}-{r}", marks=pytest.mark.xdist_group(a))
+    for a in REFERENCE_ARCHITECTURES
+    for r in RECIPES
+]
+ARCHS = [pytest.param(a, id=a, marks=pytest.mark.xdist_group(a)) for a in REFERENCE_ARCHITECTURES]
 
 
 def pgd_name(result: Any) -> str:
@@ -352,7 +360,7 @@ def test_evaluations_are_sound(measure, thresholds, arch: str, recipe: str) -> N
 # --- the study's findings ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", REFERENCE_ARCHITECTURES)
+@pytest.mark.parametrize("arch", ARCHS)
 def test_standard_model_collapses_under_pgd(measure, thresholds, record_finding, arch: str) -> None:  # type: ignore[no-untyped-def]
     thresholds.require_findings()
     result = measure(arch, "standard", "pgd")
@@ -376,7 +384,7 @@ def test_standard_model_collapses_under_pgd(measure, thresholds, record_finding,
     )
 
 
-@pytest.mark.parametrize("arch", REFERENCE_ARCHITECTURES)
+@pytest.mark.parametrize("arch", ARCHS)
 def test_pgd_at_raises_robust_accuracy(measure, thresholds, record_finding, arch: str) -> None:  # type: ignore[no-untyped-def]
     thresholds.require_findings()
     standard = measure(arch, "standard", "pgd")
