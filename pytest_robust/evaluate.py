@@ -401,11 +401,11 @@ def evaluate(
     try:
         with eval_mode(view), torch.random.fork_rng(devices=devices):
             t_exec = time.perf_counter()
-            plan = (
-                execution
-                if isinstance(execution, Plan)
-                else _plan(model, base, data, execution, target, cfg.randomized, calibration_dir)
-            )
+            if isinstance(execution, Plan):
+                plan = execution
+            else:
+                where = (calibration_dir, execution_cache)
+                plan = _plan(model, base, data, execution, target, cfg.randomized, *where)
             used, fidelity = FP32, Fidelity(status="skipped", detail="fp32 proposed")
             if not plan.candidate.plain:
                 weights = weights or model_fingerprint(model)
@@ -650,11 +650,13 @@ def execution_plan(
     device: str | torch.device = "auto",
     soundness: SoundnessConfig | None = None,
     calibration_dir: str | Path | None = None,
+    execution_cache: MutableMapping[str, Any] | None = None,
 ) -> Plan:
     """The execution setting proposed for ``model`` on ``data`` (before the fidelity check):
     :func:`pytest_robust.execution.plan_execution`, with ``calibrate`` timing the first samples of
     ``data`` on ``device`` (the model is put back where it was). What :func:`evaluate` does for a
-    ``mode``; a caller that keys results by the plan (the result cache) makes it first and passes it."""
+    ``mode``; a caller that keys results by the plan (the result cache) makes it first and passes it.
+    ``execution_cache``: where this process keeps calibrations (and :func:`evaluate` fidelity checks)."""
     target = resolve_device(device)
     cfg = soundness or SoundnessConfig()
     view = as_classifier(model, data.num_classes)
@@ -663,7 +665,7 @@ def execution_plan(
     model.to(target)
     try:
         with eval_mode(view):
-            return _plan(model, base, data, mode, target, cfg.randomized, calibration_dir)
+            return _plan(model, base, data, mode, target, cfg.randomized, calibration_dir, execution_cache)
     finally:
         model.to(original)
 
@@ -676,6 +678,7 @@ def _plan(
     target: torch.device,
     randomized: bool,
     calibration_dir: str | Path | None,
+    memo: MutableMapping[str, Any] | None = None,
 ) -> Plan:
     def timing() -> Plan:
         x = data.images[:PROBE_SAMPLES].to(target)
@@ -684,7 +687,8 @@ def _plan(
         folder = Path(calibration_dir) if calibration_dir is not None else None
         from pytest_robust.execution import architecture_of
 
-        return calibrate(base, x, y, model=model, device=target, folder=folder, arch=architecture_of(model))
+        arch = architecture_of(model)
+        return calibrate(base, x, y, model=model, device=target, folder=folder, arch=arch, memo=memo)
 
     return plan_execution(model, mode, device=target, randomized=randomized, timing=timing)
 

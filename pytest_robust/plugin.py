@@ -803,6 +803,7 @@ def memoised_evaluate(
                 device=kwargs.get("device", "auto"),
                 soundness=soundness,
                 calibration_dir=kwargs.get("calibration_dir"),
+                execution_cache=kwargs.get("execution_cache"),
             )
     except Exception:  # a model that fails here fails in evaluate with a proper message
         return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
