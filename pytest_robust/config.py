@@ -19,6 +19,10 @@ from pytest_robust.errors import RobustConfigError
 
 #: ``--robust-n all`` / ``@pytest.mark.robust(n="all")``: every sample of the data
 ALL_SAMPLES: Final = "all"
+#: ``--robust-execution``: how the attack's passes run (:mod:`pytest_robust.execution`): ``auto`` the
+#: measured per-architecture table, ``fp32`` the opt-out, ``calibrate`` timed once and cached
+EXECUTION_MODES: Final = ("auto", "fp32", "calibrate")
+DEFAULT_EXECUTION: Final = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +171,8 @@ class RobustConfig:
     #: ``--robust-seeds``: the training seeds of a multi-seed study (None: one seed, ``seed``);
     #: data generation and splits stay at ``seed``
     seeds: tuple[int, ...] | None = None
+    #: ``--robust-execution``: one of :data:`EXECUTION_MODES`
+    execution: str = DEFAULT_EXECUTION
 
     @property
     def n_eval(self) -> int | None:
@@ -183,8 +189,8 @@ class RobustConfig:
 
     def with_overrides(self, **kwargs: Any) -> RobustConfig:
         """A copy with marker overrides applied (``n``, ``seed``, ``profile``, ``device``,
-        ``soundness``, ``randomized``)."""
-        allowed = {"n", "seed", "profile", "device", "soundness", "randomized"}
+        ``soundness``, ``randomized``, ``execution``)."""
+        allowed = {"n", "seed", "profile", "device", "soundness", "randomized", "execution"}
         unknown = set(kwargs) - allowed
         if unknown:
             raise RobustConfigError(
@@ -201,6 +207,8 @@ class RobustConfig:
             values["device"] = parse_device(str(kwargs["device"]))
         if "soundness" in kwargs:
             values["soundness"] = parse_soundness(str(kwargs["soundness"]))
+        if "execution" in kwargs:
+            values["execution"] = parse_execution(str(kwargs["execution"]))
         if "randomized" in kwargs:
             if not isinstance(kwargs["randomized"], bool):
                 raise RobustConfigError(f"randomized must be True or False, got {kwargs['randomized']!r}")
@@ -218,6 +226,7 @@ class RobustConfig:
             "policy": self.policy,
             "seeds": list(self.seeds) if self.seeds else None,
             "skip_unreadable": self.skip_unreadable,
+            "execution": self.execution,
         }
 
 
@@ -229,6 +238,14 @@ def _fail(message: str) -> argparse.ArgumentTypeError:
 
 
 SOUNDNESS_MODES = ("strict", "warn")
+
+
+def parse_execution(text: str) -> str:
+    """``auto`` (the measured table), ``fp32`` (the opt-out) or ``calibrate`` (timed once, cached)."""
+    value = text.strip().lower()
+    if value not in EXECUTION_MODES:
+        raise _fail(f"unknown execution mode {text!r}; valid: {', '.join(EXECUTION_MODES)}")
+    return value
 
 
 def parse_soundness(text: str) -> str:

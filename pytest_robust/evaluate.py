@@ -8,11 +8,13 @@ its adversarial input.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +28,20 @@ from pytest_robust.data.dataset import ImageDataset
 from pytest_robust.degeneracy import Degeneracy, degeneracy
 from pytest_robust.errors import RobustConfigError, RobustDataError, RobustModelError
 from pytest_robust.examples import Example, make_example, pick
+from pytest_robust.execution import (
+    FP32,
+    PROBE_SAMPLES,
+    ExecutionView,
+    Fidelity,
+    Plan,
+    Setting,
+    calibrate,
+    fidelity_check,
+    parse_mode,
+    plan_execution,
+    weights_in_format,
+)
+from pytest_robust.execution import record as execution_record
 from pytest_robust.models import (
     ExpectationModel,
     as_classifier,
@@ -85,6 +101,10 @@ class EvalResult:
     sample_ids: tuple[str, ...] = ()
     #: the label of the class whose miss is dangerous (malignant on ISIC): see :mod:`pytest_robust.clinical`
     positive_label: int = 1
+    #: how the attack ran (:mod:`pytest_robust.execution`): the mode, the candidate setting and where it
+    #: came from (table row or calibration), the fidelity check, the setting ``used`` and why; empty
+    #: for a result recorded before settings existed (it ran as fp32)
+    execution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sound(self) -> bool:
@@ -187,6 +207,7 @@ class EvalResult:
             "positive_label": self.positive_label,
             "clinical": self.clinical.to_json(),
             "degenerate": self.degeneracy.to_json(),
+            "execution": self.execution,
         }
 
     @classmethod
@@ -214,6 +235,7 @@ class EvalResult:
             soundness=dict(d.get("soundness", {})),
             sample_ids=tuple(str(i) for i in d.get("sample_ids", ())),
             positive_label=int(d.get("positive_label", 1)),
+            execution=dict(d.get("execution") or {}),
         )
 
 
@@ -293,6 +315,9 @@ def evaluate(
     positive_label: int = 1,
     focus: Sequence[int] = (),
     stop: Callable[[Sequence[bool]], bool] | None = None,
+    execution: str | Plan = "auto",
+    execution_cache: MutableMapping[str, Any] | None = None,
+    calibration_dir: str | Path | None = None,
 ) -> EvalResult:
     """Measure clean and robust correctness of ``model`` on every sample of ``data``, then check it.
 
@@ -309,12 +334,22 @@ def evaluate(
     first (e.g. those the baseline had robust, for a gallery of newly broken samples). ``stop``:
     called with the robust outcomes so far after each batch; when it returns True the evaluation
     ends there and covers only the samples evaluated (a sequential policy's early decision).
+
+    ``execution``: how the attack's passes run (:mod:`pytest_robust.execution`): ``auto`` (the
+    measured per-architecture table), ``fp32`` (the model as given) or ``calibrate`` (timed on the
+    probe batch, the decision cached under ``calibration_dir``), or a :class:`~pytest_robust.execution.Plan`
+    the caller made with :func:`execution_plan`. A setting other than fp32 is used only when the
+    fidelity check agrees (its outcomes kept in ``execution_cache``); the clean pass, the decision
+    on each adversarial input and the soundness checks always run in fp32. The result's
+    ``execution`` records it all.
     """
     attack = coerce_attack(attack)
     seed = validate.seed("seed", seed)
     batch_size = validate.positive_int("batch_size", batch_size)
     examples = validate.as_int("examples", examples, minimum=0)
     cfg = soundness or SoundnessConfig()
+    if not isinstance(execution, Plan):
+        execution = parse_mode(execution)
     if attack.name == "none" and threat.eps > 0:
         raise RobustConfigError(
             f"attack 'none' measures clean accuracy: use eps=0, not eps={format_eps(threat.eps)}"
@@ -339,11 +374,14 @@ def evaluate(
     # the model as the harness sees it (float32 logits, [0, z] for a one-logit binary model);
     # fingerprints and the check cache's identity stay those of the user's model
     view = as_classifier(model, data.num_classes)
-    attacked: nn.Module = ExpectationModel(view, cfg.draws) if cfg.randomized else view
+    # the fp32 view: clean pass, every decision, the soundness checks; the attack runs through
+    # ``attacked``, the same under the execution setting the fidelity check allowed
+    base: nn.Module = ExpectationModel(view, cfg.draws) if cfg.randomized else view
     broken_by: list[str] = []
     flags: list[str] = []
     parts: tuple[dict[str, Any], ...] = ()
     first_attacked = -1
+    rechecked = [0, 0]  # samples the fast setting called broken and fp32 did not; of them, broken in fp32
     generator = torch.Generator().manual_seed(seed)
     n = len(data)
     labels, clean_pred, adv_pred, clean_ok, robust_ok = [], [], [], [], []
@@ -359,8 +397,33 @@ def evaluate(
 
     model.to(target)
     devices = [target.index or 0] if target.type == "cuda" else []
+    weights = model_sha256
     try:
         with eval_mode(view), torch.random.fork_rng(devices=devices):
+            t_exec = time.perf_counter()
+            if isinstance(execution, Plan):
+                plan = execution
+            else:
+                where = (calibration_dir, execution_cache)
+                plan = _plan(model, base, data, execution, target, cfg.randomized, *where)
+            used, fidelity = FP32, Fidelity(status="skipped", detail="fp32 proposed")
+            if not plan.candidate.plain:
+                weights = weights or model_fingerprint(model)
+                used, fidelity = _check_fidelity(
+                    plan.candidate,
+                    model,
+                    base,
+                    data,
+                    attack,
+                    threat,
+                    seed=seed,
+                    target=target,
+                    batch_size=batch_size,
+                    cache=execution_cache,
+                    weights=weights,
+                )
+            attacked: nn.Module = base if used.plain else ExecutionView(base, used, target.type)
+            t_exec = time.perf_counter() - t_exec
             torch.manual_seed(seed)
             batches = range(0, n, batch_size)
             bar = tqdm(
@@ -374,7 +437,7 @@ def evaluate(
                 x = data.images[start : start + batch_size].to(target)
                 y = data.labels[start : start + batch_size].to(target)
                 t1 = time.perf_counter()
-                logits = _logits(attacked, x, data.num_classes, "clean")
+                logits = _logits(base, x, data.num_classes, "clean")
                 pred = logits.argmax(dim=1)
                 correct = pred == y
                 t2 = time.perf_counter()
@@ -388,12 +451,21 @@ def evaluate(
                     first_attacked = start
                 if idx.numel() and threat.eps > 0:
                     x_sel, y_sel = x[idx], y[idx]
-                    if start == first_attacked and uses_gradients(attack.config()):
-                        require_gradient_path(attacked, x_sel[:2])
-                    outcome = run_attack(attack, attacked, x_sel, y_sel, threat, generator=generator)
+                    with weights_in_format(model, used):
+                        if start == first_attacked and uses_gradients(attack.config()):
+                            require_gradient_path(attacked, x_sel[:2])
+                        outcome = run_attack(attack, attacked, x_sel, y_sel, threat, generator=generator)
+                    check_perturbation(outcome.x_adv, x_sel, threat, attack=attack.describe())
+                    # decided in fp32 whatever the setting: broken means it fools the model as given
+                    adv_logits = _logits(base, outcome.x_adv, data.num_classes, "adversarial")
+                    if attacked is not base:
+                        views = (base, attacked, model, used)
+                        outcome, adv_logits, disputed, settled = _recheck(
+                            attack, *views, x_sel, y_sel, outcome, adv_logits, threat, generator
+                        )
+                        rechecked[0] += disputed
+                        rechecked[1] += settled
                     x_adv = outcome.x_adv
-                    check_perturbation(x_adv, x_sel, threat, attack=attack.describe())
-                    adv_logits = _logits(attacked, x_adv, data.num_classes, "adversarial")
                     flags += outcome.flags
                     parts = parts or outcome.parts
                     fooled = (adv_logits.argmax(dim=1) != y_sel).tolist()
@@ -440,9 +512,9 @@ def evaluate(
             probe = data.images[: min(8, evaluated)].to(target)
             fingerprints = {
                 "structure": structure_fingerprint(model),
-                "behaviour": behaviour_fingerprint(attacked, probe),
+                "behaviour": behaviour_fingerprint(base, probe),
             }
-            weights = model_sha256 or model_fingerprint(model)
+            weights = weights or model_fingerprint(model)
             if cfg.enabled:
                 identity = json.dumps(
                     [
@@ -460,7 +532,7 @@ def evaluate(
                 )
                 checks = _soundness_checks(
                     view,
-                    attacked,
+                    base,
                     attack,
                     data,
                     threat,
@@ -510,7 +582,13 @@ def evaluate(
         },
         device=str(target),
         seed=seed,
-        timings={"clean_s": t_clean, "attack_s": t_attack, "checks_s": t_checks, "total_s": total},
+        timings={
+            "clean_s": t_clean,
+            "attack_s": t_attack,
+            "checks_s": t_checks,
+            "execution_s": t_exec,
+            "total_s": total,
+        },
         versions=library_versions(),
         examples=pick(focused, examples) or pick(flipped, examples) or pick(held, examples),
         checks=checks,
@@ -518,7 +596,166 @@ def evaluate(
         soundness=cfg.to_json(),
         sample_ids=data.sample_ids(),
         positive_label=positive_label,
+        execution={
+            **execution_record(plan, fidelity, used),
+            **({} if used.plain else {"rechecked": {"samples": rechecked[0], "broken": rechecked[1]}}),
+        },
     )
+
+
+def _recheck(
+    attack: Attack,
+    base: nn.Module,
+    attacked: nn.Module,
+    model: nn.Module,
+    used: Setting,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    outcome: AttackOutcome,
+    adv_logits: torch.Tensor,
+    threat: ThreatModel,
+    generator: torch.Generator,
+) -> tuple[AttackOutcome, torch.Tensor, int, int]:
+    """Attack again, in fp32, the samples whose adversarial input the fast setting calls broken and
+    fp32 does not (a margin within the setting's numerical error: the attack stopped on a point
+    only the fast view misclassifies). Without this the setting would bias the count towards
+    robust. Returns the outcome and fp32 logits with those samples' fp32 results where fp32 broke
+    them, how many were disputed and how many of them fp32 broke."""
+    with torch.no_grad(), weights_in_format(model, used):
+        fast_pred = attacked(outcome.x_adv).argmax(dim=1)
+    disputed = ((fast_pred != y) & (adv_logits.argmax(dim=1) == y)).nonzero().flatten()
+    if not disputed.numel():
+        return outcome, adv_logits, 0, 0
+    again = run_attack(attack, base, x[disputed], y[disputed], threat, generator=generator)
+    check_perturbation(again.x_adv, x[disputed], threat, attack=attack.describe())
+    again_logits = _logits(base, again.x_adv, adv_logits.shape[1], "adversarial")
+    broken = again_logits.argmax(dim=1) != y[disputed]
+    x_adv, logits = outcome.x_adv.clone(), adv_logits.clone()
+    take = disputed[broken]
+    x_adv[take] = again.x_adv[broken]
+    logits[take] = again_logits[broken]
+    labels = list(outcome.broken_by) or [""] * len(y)
+    for j, i in enumerate(disputed.tolist()):
+        if bool(broken[j]):
+            labels[i] = again.broken_by[j] if again.broken_by else ""
+    merged = replace(outcome, x_adv=x_adv, broken_by=tuple(labels), flags=(*outcome.flags, *again.flags))
+    return merged, logits, int(disputed.numel()), int(broken.sum())
+
+
+def execution_plan(
+    model: nn.Module,
+    data: ImageDataset,
+    mode: str,
+    *,
+    device: str | torch.device = "auto",
+    soundness: SoundnessConfig | None = None,
+    calibration_dir: str | Path | None = None,
+    execution_cache: MutableMapping[str, Any] | None = None,
+) -> Plan:
+    """The execution setting proposed for ``model`` on ``data`` (before the fidelity check):
+    :func:`pytest_robust.execution.plan_execution`, with ``calibrate`` timing the first samples of
+    ``data`` on ``device`` (the model is put back where it was). What :func:`evaluate` does for a
+    ``mode``; a caller that keys results by the plan (the result cache) makes it first and passes it.
+    ``execution_cache``: where this process keeps calibrations (and :func:`evaluate` fidelity checks)."""
+    target = resolve_device(device)
+    cfg = soundness or SoundnessConfig()
+    view = as_classifier(model, data.num_classes)
+    base: nn.Module = ExpectationModel(view, cfg.draws) if cfg.randomized else view
+    original = model_device(model)
+    model.to(target)
+    try:
+        with eval_mode(view):
+            return _plan(model, base, data, mode, target, cfg.randomized, calibration_dir, execution_cache)
+    finally:
+        model.to(original)
+
+
+def _plan(
+    model: nn.Module,
+    base: nn.Module,
+    data: ImageDataset,
+    mode: str,
+    target: torch.device,
+    randomized: bool,
+    calibration_dir: str | Path | None,
+    memo: MutableMapping[str, Any] | None = None,
+) -> Plan:
+    def timing() -> Plan:
+        x = data.images[:PROBE_SAMPLES].to(target)
+        y = data.labels[:PROBE_SAMPLES].to(target)
+        _logits(base, x, data.num_classes, "clean")  # a model that cannot run says so properly
+        folder = Path(calibration_dir) if calibration_dir is not None else None
+        from pytest_robust.execution import architecture_of
+
+        arch = architecture_of(model)
+        return calibrate(base, x, y, model=model, device=target, folder=folder, arch=arch, memo=memo)
+
+    return plan_execution(model, mode, device=target, randomized=randomized, timing=timing)
+
+
+def _clean_correct_probe(
+    base: nn.Module, data: ImageDataset, target: torch.device, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first :data:`~pytest_robust.execution.PROBE_SAMPLES` samples of ``data`` that the fp32
+    view classifies correctly (fewer when the data has fewer)."""
+    xs, ys, found = [], [], 0
+    for start in range(0, len(data), batch_size):
+        x = data.images[start : start + batch_size].to(target)
+        y = data.labels[start : start + batch_size].to(target)
+        ok = _logits(base, x, data.num_classes, "clean").argmax(dim=1) == y
+        xs.append(x[ok])
+        ys.append(y[ok])
+        found += int(ok.sum())
+        if found >= PROBE_SAMPLES:
+            break
+    return torch.cat(xs)[:PROBE_SAMPLES], torch.cat(ys)[:PROBE_SAMPLES]
+
+
+def _check_fidelity(
+    candidate: Setting,
+    model: nn.Module,
+    base: nn.Module,
+    data: ImageDataset,
+    attack: Attack,
+    threat: ThreatModel,
+    *,
+    seed: int,
+    target: torch.device,
+    batch_size: int,
+    cache: MutableMapping[str, Any] | None,
+    weights: str,
+) -> tuple[Setting, Fidelity]:
+    """The setting the attack runs under: ``candidate`` when the fidelity check agrees, else fp32."""
+    if attack.name == "none" or threat.eps == 0:
+        return FP32, Fidelity(status="skipped", detail="nothing is attacked (eps=0): fp32")
+    x, y = _clean_correct_probe(base, data, target, batch_size)
+    if not len(y):
+        return FP32, Fidelity(status="skipped", detail="no clean-correct sample to attack: fp32")
+    if uses_gradients(attack.config()):
+        require_gradient_path(base, x[:2])
+    digest = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(str(y.tolist()).encode())
+    kind = type(attack)
+    identity = json.dumps(
+        {
+            "weights": weights,
+            "structure": structure_fingerprint(model),
+            "behaviour": behaviour_fingerprint(base, x),
+            "probe": digest.hexdigest(),
+            "attack": attack.config(),
+            "class": f"{kind.__module__}.{kind.__qualname__}",
+            "threat": threat.to_json(),
+            "seed": seed,
+            "setting": candidate.name,
+            "device": str(target),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    outcome = fidelity_check(
+        base, model, candidate, attack, x, y, threat, seed=seed, device=target, cache=cache, identity=identity
+    )
+    return (candidate if outcome.agreed else FP32), outcome
 
 
 def _soundness_checks(
@@ -655,7 +892,18 @@ def worst_case(results: Sequence[EvalResult]) -> EvalResult:
         soundness=first.soundness,
         sample_ids=first.sample_ids,
         positive_label=first.positive_label,
+        execution=_combined_execution(results),
     )
+
+
+def _combined_execution(results: Sequence[EvalResult]) -> dict[str, Any]:
+    """The execution record of a worst case: the parts' own when they agree, else the settings used
+    (distinct, in order) and every part's record."""
+    records = [r.execution for r in results]
+    if all(rec == records[0] for rec in records):
+        return dict(records[0])
+    used = list(dict.fromkeys(str(rec.get("used", "fp32")) for rec in records))
+    return {"used": ", ".join(used), "parts": records}
 
 
 def _keep_examples(

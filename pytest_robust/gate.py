@@ -346,6 +346,7 @@ def assert_robust(
     positive: int | str = 1,
     baseline: Baseline | str | os.PathLike[str] | None = None,
     baseline_policy: NonInferiority | None = None,
+    execution: str = "auto",
 ) -> RobustResult:
     """Evaluate ``model`` under ``attack`` at ``eps`` and fail unless every requirement is met.
 
@@ -377,6 +378,12 @@ def assert_robust(
     soundness check fails; ``warn`` lets the policy decide but marks the result unsound.
     ``randomized=True`` declares a random model: it is evaluated as the mean of several draws
     with expectation-over-transformation gradients. ``checks``: the checks' thresholds.
+
+    ``execution``: how the attack runs (:mod:`pytest_robust.execution`): ``auto`` (default: the
+    measured per-architecture table of memory format and bf16 autocast, fp32 for other models),
+    ``fp32`` (the model as given) or ``calibrate``; a faster setting is used only when the attack
+    reaches the same per-sample decisions as in fp32 on a probe batch, and the result records it
+    (``result.evaluation.execution``).
     """
     __tracebackhide__ = True
     norm_ = Norm.coerce(norm)
@@ -417,6 +424,12 @@ def assert_robust(
         raise RobustConfigError(f"randomized must be True or False, got {randomized!r}")
     if checks is not None and not isinstance(checks, SoundnessConfig):
         raise RobustConfigError(f"checks must be a SoundnessConfig, got {checks!r}")
+    from pytest_robust.config import EXECUTION_MODES
+
+    if not isinstance(execution, str) or execution.strip().lower() not in EXECUTION_MODES:
+        raise RobustConfigError(
+            f"execution must be one of {', '.join(EXECUTION_MODES)} (how the attack runs), got {execution!r}"
+        )
     base = checks or SoundnessConfig()
     cfg = replace(base, randomized=randomized or base.randomized)
 
@@ -487,6 +500,7 @@ def assert_robust(
         examples=examples,
         soundness=cfg,
         positive_label=positive_label,
+        execution=execution.strip().lower(),
         **extra,
     )
     if short:

@@ -28,6 +28,8 @@ DEFAULT_REPORT_DIR = "reports"
 MEMO_KEY = pytest.StashKey[dict[str, Any]]()
 #: the model checks of the soundness module, per model and data (they do not depend on the attack)
 CHECKS_KEY = pytest.StashKey[dict[str, Any]]()
+#: the execution settings' fidelity-check outcomes, per model, probe, attack, threat and setting
+EXECUTION_KEY = pytest.StashKey[dict[str, Any]]()
 #: the run's id (the controller's, handed to pytest-xdist workers)
 RUN_ID_KEY = pytest.StashKey[str]()
 #: the ``--robust-baseline`` store (absent without the option)

@@ -41,6 +41,9 @@ from pytest_robust.keys import (
 )
 from pytest_robust.keys import DEVICE_KEY as _DEVICE_KEY
 from pytest_robust.keys import (
+    EXECUTION_KEY as EXECUTION_KEY,
+)
+from pytest_robust.keys import (
     FINDING as FINDING,
 )
 from pytest_robust.keys import (
@@ -161,6 +164,17 @@ _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str | None, str], ...] = (
         "plugin provides (hook pytest_robust_make_policy); an unknown name lists the valid ones "
         f"(default: {cfg.DEFAULT_POLICY})",
     ),
+    (
+        "--robust-execution",
+        "robust_execution",
+        cfg.parse_execution,
+        cfg.DEFAULT_EXECUTION,
+        "how the attacks run: auto (a measured per-architecture table of memory format and bf16 "
+        "autocast; fp32 for models it does not list), fp32 (the model as given: the opt-out), calibrate "
+        "(time the settings once per model structure and device, cached under --robust-cache-dir). A "
+        "setting other than fp32 is used only when the attack reaches the same per-sample decisions "
+        f"as fp32 on a probe batch; every result records it (default: {cfg.DEFAULT_EXECUTION})",
+    ),
 )
 
 
@@ -272,14 +286,16 @@ def resolve_config(config: pytest.Config) -> cfg.RobustConfig:
         soundness=values["robust_soundness"],
         policy=values["robust_policy"],
         seeds=values["robust_seeds"],
+        execution=values["robust_execution"],
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "robust(n=None, seed=None, profile=None, device=None, soundness=None, randomized=False): "
-        "override pytest-robust settings for one test (randomized=True declares a random model)",
+        "robust(n=None, seed=None, profile=None, device=None, soundness=None, randomized=False, "
+        "execution=None): override pytest-robust settings for one test (randomized=True declares a "
+        "random model)",
     )
     config.stash[CONFIG_KEY] = resolve_config(config)
     _check_device(config)
@@ -288,6 +304,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[POLICY_KEY] = resolve_policy(config, config.stash[CONFIG_KEY].policy)
     config.stash[MEMO_KEY] = {}
     config.stash[CHECKS_KEY] = {}
+    config.stash[EXECUTION_KEY] = {}
     config.stash[RESULT_COUNTS_KEY] = {"hit": 0, "computed": 0}
     config.stash[BUILT_KEY] = {}
     _configure_baselines(config)
@@ -476,7 +493,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     data = str(rc.data) if rc.data is not None else "synthetic (embedded generator; not real patient data)"
     lines = [
         f"robust: profile={rc.profile.name}, device={rc.device}, seed={rc.seed}, "
-        f"n={rc.n_eval if rc.n_eval is not None else 'all'}, soundness={rc.soundness}, data={data}"
+        f"n={rc.n_eval if rc.n_eval is not None else 'all'}, soundness={rc.soundness}, data={data}, "
+        f"execution={rc.execution}"
     ]
     if _distributed(config) and rc.device in ("auto", "cuda"):  # stated, not measured: no torch here
         lines.append(
@@ -744,6 +762,8 @@ def assert_robust(
                 memoised_evaluate,
                 memo,
                 check_cache=request.config.stash[CHECKS_KEY],
+                execution_cache=request.config.stash[EXECUTION_KEY],
+                calibration_dir=robust_config.resolved_cache_dir() / "execution",
                 result_cache=result_cache,
                 recompute=recompute,
                 counts=request.config.stash[RESULT_COUNTS_KEY],
@@ -764,6 +784,7 @@ def assert_robust(
         kwargs.setdefault("batch_size", robust_config.profile.batch_size)
         kwargs.setdefault("soundness", robust_config.soundness)
         kwargs.setdefault("randomized", robust_config.randomized)
+        kwargs.setdefault("execution", robust_config.execution)
         if kwargs.get("policy") is None:
             default = request.config.stash[POLICY_KEY]
             if callable(getattr(default, "decide", None)):
@@ -825,7 +846,7 @@ def memoised_evaluate(
     from dataclasses import replace
 
     from pytest_robust.attacks import coerce_attack
-    from pytest_robust.evaluate import evaluate, library_versions
+    from pytest_robust.evaluate import evaluate, execution_plan, library_versions
     from pytest_robust.models import (
         as_classifier,
         behaviour_fingerprint,
@@ -837,6 +858,7 @@ def memoised_evaluate(
     from pytest_robust.result_cache import result_key
 
     kwargs.setdefault("check_cache", None)
+    kwargs.setdefault("execution", "auto")
     attack_ = coerce_attack(attack)
     weights = model_fingerprint(model)
     soundness = kwargs.get("soundness")
@@ -845,6 +867,16 @@ def memoised_evaluate(
         # through the harness's view (float32, [0, z] for one logit): the user's outputs for ordinary models
         view = as_classifier(model, data.num_classes)
         behaviour = behaviour_fingerprint(view, probe.to(model_device(model)))
+        if isinstance(kwargs["execution"], str):  # the plan is part of the key: made once, here
+            kwargs["execution"] = execution_plan(
+                model,
+                data,
+                kwargs["execution"],
+                device=kwargs.get("device", "auto"),
+                soundness=soundness,
+                calibration_dir=kwargs.get("calibration_dir"),
+                execution_cache=kwargs.get("execution_cache"),
+            )
     except Exception:  # a model that fails here fails in evaluate with a proper message
         return evaluate(model, data, attack_, threat, model_sha256=weights, **kwargs)
     stop = kwargs.get("stop")
@@ -864,6 +896,7 @@ def memoised_evaluate(
         "positive_label": kwargs.get("positive_label", 1),
         "focus": list(kwargs.get("focus", ())),
         "stop": stop_key,
+        "execution": kwargs["execution"].to_json(),
     }
     unkeyed_stop = stop is not None and stop_key is None
     key = json.dumps(

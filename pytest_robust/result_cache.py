@@ -7,7 +7,9 @@ Layout: ``<folder>/<key[:2]>/<key>.json`` (the folder: ``$PYTEST_ROBUST_RESULT_C
 fingerprints: two wrappers of one set of weights never share a result), the data (fingerprint and
 sample ids), the attack (its configuration and class), the threat model, seed, batch size, device
 type, example count, soundness configuration, positive label, focus, the stop rule's key, the
-library versions and :data:`~pytest_robust.schema.RESULT_CACHE_SCHEMA`. Thread count and device
+execution plan (:mod:`pytest_robust.execution`: mode, proposed setting and its source, so a result
+computed under bf16 is never served for fp32), the library versions and
+:data:`~pytest_robust.schema.RESULT_CACHE_SCHEMA`. Thread count and device
 index are deliberately not part of it.
 Writes go through a temporary file and ``os.replace``; a lock per key makes concurrent
 pytest-xdist workers (and machines sharing the folder: :mod:`pytest_robust.storage`) compute an
@@ -59,12 +61,15 @@ def result_key(
     focus: Sequence[int],
     stop: str | None,
     versions: dict[str, str],
+    execution: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """``(key, material)``: the SHA-256 and the canonical JSON of everything that determines a result.
 
     ``model``: the fingerprints (``weights``, ``structure``, ``behaviour``); ``attack``: its
     ``config()`` plus, under ``"class"``, the implementing class; ``device``: a device or device type
-    (only the type is used); ``stop``: the stop rule's key (None without a stop rule).
+    (only the type is used); ``stop``: the stop rule's key (None without a stop rule);
+    ``execution``: the execution plan's JSON (:meth:`pytest_robust.execution.Plan.to_json`): the
+    setting the fidelity check then keeps or drops is a function of it and of the rest of the key.
     """
     material = canonical_json(
         {
@@ -81,6 +86,7 @@ def result_key(
             "positive_label": positive_label,
             "focus": list(focus),
             "stop": stop,
+            "execution": execution,
             "versions": dict(versions),
         }
     )

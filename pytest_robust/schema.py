@@ -27,8 +27,9 @@ RESULT_SCHEMA_VERSION: Final = 1
 VERIFICATION_SCHEMA_VERSION: Final = 1
 
 #: A result-cache entry and its key material (:mod:`pytest_robust.result_cache`): bump when the key
-#: material or the payload changes meaning; old entries are then never looked up.
-RESULT_CACHE_SCHEMA: Final = 1
+#: material or the payload changes meaning; old entries are then never looked up. 2: the execution
+#: plan in the key material and ``execution`` in the result (issue #12).
+RESULT_CACHE_SCHEMA: Final = 2
 
 #: A baseline file (:mod:`pytest_robust.baseline`): its ``schema``, name and version in one string.
 BASELINE_SCHEMA: Final = "pytest-robust-baseline/1"

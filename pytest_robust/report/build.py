@@ -66,6 +66,20 @@ def manifest(context: RunContext, details: list[dict[str, Any]], *, integrity: b
         ]
     )
     attacks = _unique([{"config": e["attack"], "description": e["attack_description"]} for e in evaluations])
+    execution = _unique(
+        [
+            {
+                "model": res.model_label(d.get("context", {}), e["model"]),
+                "model_fingerprint": e["model"].get("fingerprint"),
+                "attack": e["attack_description"],
+                "eps": e["threat"]["eps"],
+                **{k: v for k, v in e["execution"].items() if k != "fidelity"},
+                "fidelity": e["execution"].get("fidelity", {}).get("status"),
+            }
+            for d, e in zip(details, evaluations, strict=True)
+            if e.get("execution")
+        ]
+    )
     training = TRAINING_PROFILES.get(rc.profile.name)
     versions = package_versions()
     return {
@@ -85,6 +99,7 @@ def manifest(context: RunContext, details: list[dict[str, Any]], *, integrity: b
         "checkpoints": checkpoints,
         "models": models,
         "attacks": attacks,
+        "execution": execution,
         "git": git_info(context.rootpath),
     }
 

@@ -34,6 +34,7 @@ SETUP_ITEMS: Final = (
     "images evaluated per model",
     "test data",
     "hardware",
+    "execution (attacks)",
     "runs per model",
 )
 
@@ -53,6 +54,7 @@ STUDY_SETUP: Final[Mapping[str, str]] = MappingProxyType({
     "images evaluated per model": "660 of 660 (the ISIC test split)",
     "test data": "ISIC dermoscopy, benign vs malignant (Kaggle copy): real images",
     "hardware": "one NVIDIA T4 GPU",
+    "execution (attacks)": "not stated",
     "runs per model": "1 (no seeds, no intervals)",
 })  # fmt: skip
 

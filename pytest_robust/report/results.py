@@ -203,7 +203,20 @@ def make_row(row_id: int, record: TestRecord, result: dict[str, Any]) -> dict[st
         "seed": ev["seed"],
         "study_seed": ctx.get("study_seed"),
         "device": ev["device"],
+        **execution_columns(ev),
         "timings": dict(ev["timings"]),
+    }
+
+
+def execution_columns(ev: dict[str, Any]) -> dict[str, Any]:
+    """How the attack ran (:mod:`pytest_robust.execution`): the setting used, the one proposed and
+    the fidelity check's status; None for a result recorded before settings existed (fp32)."""
+    ex = ev.get("execution") or {}
+    fidelity = ex.get("fidelity")
+    return {
+        "execution": ex.get("used"),
+        "execution_candidate": ex.get("candidate"),
+        "execution_fidelity": fidelity.get("status") if isinstance(fidelity, dict) else None,
     }
 
 

@@ -98,6 +98,7 @@ def _run_values(document: dict[str, Any]) -> dict[str, str | None]:
         ),
         "test data": _distinct(_data_kind(d) for d in data),
         "hardware": _hardware([r.get("device") for r, _ in results], document),
+        "execution (attacks)": _execution([d.get("evaluation") or {} for _, d in attacked]),
         "runs per model": _runs(document) if results else None,
     }
 
@@ -213,6 +214,23 @@ def _hardware(devices: list[object], document: dict[str, Any]) -> str | None:
     if text and gpus and "cuda" in text:
         text += f" ({', '.join(str(g) for g in gpus)})"
     return text
+
+
+def _execution(evaluations: list[dict[str, Any]]) -> str | None:
+    """How the attacks ran (:mod:`pytest_robust.execution`), in one line: the mode(s), each setting
+    used with its count of evaluations, and how many fell back to fp32 after a fidelity check
+    (``auto: channels_last+bf16 ×4, fp32 ×6; 1 fell back to fp32``); None when none recorded it."""
+    records = [e["execution"] for e in evaluations if isinstance(e.get("execution"), dict) and e["execution"]]
+    if not records:
+        return None
+    used: dict[str, int] = {}
+    for r in records:
+        used[str(r.get("used") or "fp32")] = used.get(str(r.get("used") or "fp32"), 0) + 1
+    text = f"{_distinct(r.get('mode') for r in records) or fmt.MISSING}: " + ", ".join(
+        f"{name} ×{count}" for name, count in used.items()
+    )
+    fallbacks = sum(1 for r in records if r.get("candidate") not in (None, r.get("used")))
+    return text + (f"; {fallbacks} fell back to fp32 (fidelity check)" if fallbacks else "")
 
 
 def _runs(document: dict[str, Any]) -> str:
