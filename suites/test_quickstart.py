@@ -65,7 +65,9 @@ def test_candidate_is_robust(assert_robust, adversarially_trained, pgd, min_clea
     )
 
 
-def test_candidate_under_the_worst_case_of_pgd_and_autoattack(assert_robust, adversarially_trained, pgd, aa) -> None:  # type: ignore[no-untyped-def]
+def test_candidate_under_the_worst_case_of_pgd_and_autoattack(  # type: ignore[no-untyped-def]
+    assert_robust, adversarially_trained, pgd, aa
+) -> None:
     # the release gate as a cascade: PGD first (cheap), then AutoAttack only on the samples PGD left
     # robust; a sample counts as robust only if both fail on it (the per-sample worst case)
     assert_robust(adversarially_trained, [pgd, aa], eps=EPS, min_acc=MIN_ROBUST_ACC, context=CANDIDATE)

@@ -16,7 +16,7 @@ import sys
 import types
 import warnings
 from collections.abc import Iterator
-from types import FrameType, SimpleNamespace
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -491,7 +491,8 @@ def test_backend_wiring(
     ]
     inits = [c["init"] for c in calls if "init" in c]
     key = "attacks_to_run" if expect == "autoattack" else "attacks"
-    assert inits[0][key] == ["apgd-ce"] and inits[-1][key] == ["square"]
+    assert inits[0][key] == ["apgd-ce"]
+    assert inits[-1][key] == ["square"]
     init = inits[0]
     assert (init["eps"], init["norm"], init["version"]) == (4 / 255, "Linf", "custom")
     assert init["seed"] == seed_from(torch.Generator().manual_seed(5))

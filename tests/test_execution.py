@@ -99,8 +99,9 @@ class Recorder(nn.Module):
 def test_the_rule_takes_the_fastest_candidate_only_when_clearly_faster() -> None:
     assert choose({}) == FP32
     assert choose({"bf16": MIN_SPEEDUP - 0.01, "channels_last": 0.5}) == FP32
-    assert choose({"bf16": 1.3, "channels_last": 1.4, "channels_last+bf16": 1.2}) == CHANNELS_LAST
+    assert choose({"bf16": 1.3, "channels_last": 1.6, "channels_last+bf16": 1.2}) == CHANNELS_LAST
     assert choose({"bf16": 1.3, "channels_last": 1.0, "channels_last+bf16": 1.7}) == CHANNELS_LAST_BF16
+    assert choose({"bf16": 1.3, "channels_last": 1.42, "channels_last+bf16": 1.22}) == FP32
     assert choose({"bf16": float("nan")}) == FP32
     assert [Setting.parse(s.name) for s in ex.CANDIDATES] == list(ex.CANDIDATES)
 
@@ -113,8 +114,10 @@ def test_the_table_lists_the_reference_architectures_with_measured_decisions() -
     for row in TABLE.values():
         assert set(row.speedups) == {"channels_last", "bf16", "channels_last+bf16"}
         assert row.setting == choose(row.speedups)
-    # the measurement of BENCHMARKS.md (2026-12-02): bf16 alone slows the depthwise MobileNetV2 down
-    assert TABLE["mobilenetv2_100", "cpu"].setting == CHANNELS_LAST
+    # the measurement of BENCHMARKS.md (2026-12-02): bf16 alone slows the depthwise MobileNetV2 down,
+    # and its channels-last gain (1.42x) is below the margin that pays for the fidelity check
+    assert TABLE["mobilenetv2_100", "cpu"].setting == FP32
+    assert TABLE["resnet50", "cpu"].setting == FP32
     assert TABLE["efficientnet_b2", "cpu"].setting == FP32
     assert TABLE["convnext_tiny", "cpu"].setting.bf16
 
