@@ -931,6 +931,24 @@ def test_terminal_summary_is_one_line_per_model_with_the_per_sample_worst_case()
     assert "(worst of FGSM+PGD, 4/255)  sens 0.500  n=4  tests: 2 passed" in text[0]
 
 
+def test_terminal_names_the_members_of_a_cascade() -> None:
+    """A gate on the cascade [pgd, aa] beside a PGD gate: the worst case of PGD and AA, named so."""
+    from pytest_robust.report.terminal import summary_lines
+
+    cascade = _per_sample("ensemble", [True, False, False, False])
+    cascade["evaluation"]["attack"] = {
+        "name": "ensemble",
+        "attacks": [{"name": "pgd"}, {"name": "autoattack"}],
+    }
+    records = [
+        res.TestRecord(nodeid="t::pgd", results=[_per_sample("pgd", [True, True, False, False])]),
+        res.TestRecord(nodeid="t::cascade", results=[cascade]),
+    ]
+    line = summary_lines(res.build_document(records, run=RUN, manifest=MANIFEST))[0]
+    assert "robust 0.250 [" in line
+    assert "(worst of PGD+AA, 4/255)" in line
+
+
 @pytest.mark.parametrize(
     ("outcomes", "verdict"),
     [

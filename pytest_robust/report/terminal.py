@@ -91,7 +91,13 @@ def _worst_case(
         if not same or mine is None or len(mine) != len(labels):
             continue  # another subset (a sequential policy stopped early): not comparable per sample
         robust = [ok and bool(r) for ok, r in zip(robust, mine, strict=True)]
-        names.append(row["attack"])
+        members = ev["attack"].get("attacks") if row["attack"] == "ensemble" else None
+        # an ensemble (a cascade) counts as its members: the worst case of PGD and [PGD, AA] is PGD+AA
+        for name in (
+            [str(p.get("name", "?")) for p in members] if isinstance(members, list) else [row["attack"]]
+        ):
+            if name not in names:
+                names.append(name)
     if combined:  # the worst case names what it combined
         parts = details[combined[0]["row"]]["evaluation"]["attack"].get("attacks") or []
         names = [str(p.get("name", "?")) if isinstance(p, dict) else str(p) for p in parts] or [
