@@ -337,6 +337,9 @@ def _groups(case: ModelCase, x: torch.Tensor, y: torch.Tensor, s: Settings, repo
     ):
         if has_field(cls, "early_exit"):
             store[label] = our(cls(**kwargs, early_exit=False))
+            if cls is AutoAttack:  # the library's own checks off too: what "pyautoattack lean" runs
+                bare = AutoAttack(**kwargs, early_exit=False, library_checks=False)
+                store[f"{label}, library_checks=False"] = our(bare)
         else:
             note = f"`{cls.__name__}` has no `early_exit` field in this tree: the row `{label}` is skipped"
             if note not in report.notes:
