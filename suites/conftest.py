@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_robust.data.dataset import ImageDataset
@@ -10,10 +12,38 @@ from pytest_robust.plugin import CONFIG_KEY, load_default_split
 pytest_plugins = ["fixtures.isic"]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # pytest-xdist's grouping marker, registered here too so that --strict-markers accepts it without
-    # pytest-xdist installed (it then means nothing)
-    config.addinivalue_line("markers", "xdist_group(name): run the tests of one group in one xdist worker")
+def architecture_group(nodeid: str) -> str:
+    """The work unit of a suite test under pytest-xdist: its architecture (both recipes, every
+    evaluation, the findings about it), the quick-start module, or the test itself (the tests across
+    architectures)."""
+    from pytest_robust.architectures import REFERENCE_ARCHITECTURES
+
+    if "test_quickstart.py::" in nodeid:
+        return "quickstart"
+    params = nodeid.partition("[")[2]
+    for arch in REFERENCE_ARCHITECTURES:
+        if params.startswith((f"{arch}]", f"{arch}-")):
+            return arch
+    return nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist's default distribution (``-n N``), one architecture per worker at a time:
+    the PGD-AT checkpoint fine-tunes the standard one and the tests share evaluations, so a worker
+    never waits on another's cache lock. The architectures are collected heaviest first, and the
+    scheduler hands out the largest units first, so the workers finish together. (pytest-xdist's
+    own ``--dist loadgroup`` does not group under pytest 9, whose node ids it can no longer suffix.)
+    Another ``--dist`` is left as asked."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByArchitecture(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return architecture_group(nodeid)
+
+    return ByArchitecture(config, log)
 
 
 @pytest.fixture(scope="session")

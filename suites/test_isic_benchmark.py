@@ -16,7 +16,7 @@ robust accuracy per model is the pointwise worst case over FGSM, PGD and AutoAtt
 
     pytest suites/ --robust-report                                  # synthetic data, ci profile
     pytest suites/ --robust-report --robust-data ../shared/data/isic-malignant-vs-benign
-    pytest suites/ -n 2 --robust-report                             # same numbers, two processes
+    pytest suites/ -n 2 --robust-report                             # two processes, one architecture each
 """
 
 from __future__ import annotations
@@ -180,20 +180,16 @@ THRESHOLDS: dict[str, Thresholds] = {
     ),
 }
 
-#: Under pytest-xdist ``--dist loadgroup`` every test of one architecture runs in one worker: the
-#: PGD-AT checkpoint fine-tunes the standard one and the tests share evaluations, so a worker never
-#: waits on another's cache lock (the marker means nothing without xdist). The groups are listed
-#: heaviest first (measured: ConvNeXt-Tiny 378 s of training and evaluation, ResNet50 272,
-#: DenseNet121 223, EfficientNet-B2 170, MobileNetV2 67; ci, 1 thread), so the workers finish
-#: together; test ids and the report's order do not depend on it.
+#: Heaviest first (measured: ConvNeXt-Tiny 378 s of training and evaluation, ResNet50 272,
+#: DenseNet121 223, EfficientNet-B2 170, MobileNetV2 67; ci, 1 thread): under pytest-xdist each
+#: architecture is one work unit (suites/conftest.py), handed out in this order, so the workers
+#: finish together. Test ids and the report's order do not depend on it.
 BY_COST = sorted(
     REFERENCE_ARCHITECTURES,
     key=["convnext_tiny", "resnet50", "densenet121", "efficientnet_b2", "mobilenetv2_100"].index,
 )
-MODELS = [
-    pytest.param(a, r, id=f"{a}-{r}", marks=pytest.mark.xdist_group(a)) for a in BY_COST for r in RECIPES
-]
-ARCHS = [pytest.param(a, id=a, marks=pytest.mark.xdist_group(a)) for a in BY_COST]
+MODELS = [pytest.param(a, r, id=f"{a}-{r}") for a in BY_COST for r in RECIPES]
+ARCHS = list(BY_COST)
 
 
 def pgd_name(result: Any) -> str:

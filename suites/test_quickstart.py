@@ -16,9 +16,6 @@ from torch import nn
 
 from pytest_robust import PointEstimate, RobustnessFailure
 
-#: Under pytest-xdist ``--dist loadgroup`` the suite runs in one worker (the two models are trained once).
-pytestmark = pytest.mark.xdist_group("quickstart")
-
 #: The release gate of this suite: Linf eps 4/255 (the reference study's evaluation budget).
 EPS = 4 / 255
 #: Required robust accuracy under PGD and AutoAttack at EPS.

@@ -66,7 +66,9 @@ def test_without_data_the_fixtures_are_synthetic(pytester: pytest.Pytester) -> N
     )
     result = pytester.runpytest("--robust-profile=smoke", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["robust: *data=synthetic (embedded generator; not real patient data), execution=auto"])
+    result.stdout.fnmatch_lines(
+        ["robust: *data=synthetic (embedded generator; not real patient data), execution=auto"]
+    )
 
 
 def test_a_folder_that_is_not_isic_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
