@@ -30,6 +30,7 @@ from pytest_robust.errors import RobustConfigError, RobustDataError, RobustModel
 from pytest_robust.examples import Example, make_example, pick
 from pytest_robust.execution import (
     FP32,
+    MIN_SAMPLES,
     PROBE_SAMPLES,
     ExecutionView,
     Fidelity,
@@ -407,7 +408,13 @@ def evaluate(
                 where = (calibration_dir, execution_cache)
                 plan = _plan(model, base, data, execution, target, cfg.randomized, *where)
             used, fidelity = FP32, Fidelity(status="skipped", detail="fp32 proposed")
-            if not plan.candidate.plain:
+            if not plan.candidate.plain and len(data) < MIN_SAMPLES:
+                fidelity = Fidelity(
+                    status="skipped",
+                    detail=f"{len(data)} samples, fewer than {MIN_SAMPLES}: checking the setting would "
+                    "cost more than it saves",
+                )
+            elif not plan.candidate.plain:
                 weights = weights or model_fingerprint(model)
                 used, fidelity = _check_fidelity(
                     plan.candidate,

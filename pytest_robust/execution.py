@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CANDIDATES",
     "FP32",
+    "MIN_SAMPLES",
     "MIN_SPEEDUP",
     "TABLE",
     "ExecutionView",
@@ -133,6 +134,11 @@ CANDIDATES: Final = (FP32, CHANNELS_LAST, BF16, CHANNELS_LAST_BF16)
 MIN_SPEEDUP: Final = 1.5
 #: Samples of the fidelity check's probe batch (the first clean-correct ones of the data).
 PROBE_SAMPLES: Final = 16
+#: The fewest samples an evaluation needs before a setting other than fp32 is tried: the fidelity
+#: check attacks the probe twice at small-batch speed, which a 1.5-1.8x setting only pays back on
+#: several times the probe (measured: the ``smoke`` profile's 32 samples ran 30% slower with the
+#: check than in fp32). Below it the evaluation runs in fp32 and says why.
+MIN_SAMPLES: Final = 8 * PROBE_SAMPLES
 
 
 def choose(speedups: Mapping[str, float]) -> Setting:

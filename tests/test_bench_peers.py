@@ -50,7 +50,9 @@ def _tiny(peers: ModuleType) -> tuple[list[Any], torch.Tensor, torch.Tensor, Any
 def _expected_pairs(peers: ModuleType) -> list[tuple[str, str, str]]:
     pgd_ours = ["PGD-2"] + (["PGD-2, early_exit=False"] if peers.has_field(PGD, "early_exit") else [])
     aa_ours = ["AutoAttack"] + (
-        ["AutoAttack, early_exit=False"] if peers.has_field(AutoAttack, "early_exit") else []
+        ["AutoAttack, early_exit=False", "AutoAttack, early_exit=False, library_checks=False"]
+        if peers.has_field(AutoAttack, "early_exit")
+        else []
     )
     aa = "AutoAttack (APGD-CE 2 + Square 3)"
     return [

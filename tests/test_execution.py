@@ -54,7 +54,20 @@ def plan(candidate: Setting) -> Plan:
 
 @pytest.fixture(scope="module")
 def few() -> ImageDataset:
-    return make_blobs(48, seed=5)
+    return make_blobs(ex.MIN_SAMPLES, seed=5)  # the fewest samples a setting other than fp32 is tried on
+
+
+def test_below_the_minimum_samples_a_setting_is_not_tried(trained_tiny: nn.Module, few: ImageDataset) -> None:
+    """A small evaluation (the smoke profile's 32 samples) runs in fp32: the fidelity check would cost
+    more than the setting saves; the record says so."""
+    small = few.select(list(range(ex.MIN_SAMPLES - 1)))
+    result = evaluate(trained_tiny, small, FGSM(), THREAT, device="cpu", soundness=OFF, execution=plan(BF16))
+    record = result.execution
+    assert (record["candidate"], record["used"]) == ("bf16", "fp32")
+    assert record["fidelity"]["status"] == "skipped"
+    assert f"fewer than {ex.MIN_SAMPLES}" in record["why"]
+    full = evaluate(trained_tiny, few, FGSM(), THREAT, device="cpu", soundness=OFF, execution=plan(BF16))
+    assert full.execution["fidelity"]["status"] != "skipped"
 
 
 def _autocast_on(x: torch.Tensor) -> bool:
